@@ -1,0 +1,137 @@
+"""Starting, probing and stopping the local servers as child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pymongo import MongoClient
+
+from .binaries import StackError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    pid: int
+    port: int
+    url: str
+    log_path: Path
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # pragma: no cover
+            return True
+        # a zombie child counts as dead
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+            return stat.split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        if not self.alive():
+            return
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _reap(self.pid)
+            if not self.alive():
+                return
+            time.sleep(0.05)
+        os.kill(self.pid, signal.SIGKILL)
+        _reap(self.pid)
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "pid": self.pid, "port": self.port, "url": self.url, "log": str(self.log_path)}
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def _wait(probe_name: str, proc: ManagedProcess, check: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            tail = proc.log_path.read_text(errors="replace")[-1500:] if proc.log_path.exists() else ""
+            raise StackError(f"{probe_name} exited during start-up; log {proc.log_path}:\n{tail}")
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except Exception as exc:  # keep probing until the deadline
+            last = exc
+        time.sleep(0.1)
+    proc.stop()
+    raise StackError(f"{probe_name} did not become ready in {timeout:.0f}s (last error: {last!r}); log {proc.log_path}")
+
+
+def _nats_ready(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        line = s.makefile("rb").readline()
+    if not line.startswith(b"INFO "):
+        return False
+    info = json.loads(line[5:])
+    return bool(info.get("jetstream"))
+
+
+def start_nats(binary: Path, data_dir: Path, log_path: Path, *, port: int | None = None,
+               timeout: float = 20.0, extra_args: list[str] | None = None) -> ManagedProcess:
+    """nats-server with JetStream (file storage under ``data_dir``) on 127.0.0.1."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [str(binary), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir),
+            "--server_name", f"puskesos-local-{port}", *(extra_args or [])]
+    popen = _spawn(argv, log_path)
+    proc = ManagedProcess("nats", popen.pid, port, f"nats://127.0.0.1:{port}", log_path)
+    _wait("nats-server", proc, lambda: _nats_ready(port), timeout)
+    return proc
+
+
+def _mongo_ready(url: str) -> bool:
+    client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=500, connectTimeoutMS=500)
+    try:
+        client.admin.command("ping")
+        return True
+    finally:
+        client.close()
+
+
+def start_ferretdb(binary: Path, data_dir: Path, log_path: Path, *, port: int | None = None,
+                   timeout: float = 30.0) -> ManagedProcess:
+    """FerretDB with its SQLite backend (one file per database under ``data_dir``)."""
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [str(binary), f"--listen-addr=127.0.0.1:{port}", f"--sqlite-url=file:{data_dir}/", "--log-level=warn"]
+    popen = _spawn(argv, log_path)
+    url = f"mongodb://127.0.0.1:{port}/"
+    proc = ManagedProcess("ferretdb", popen.pid, port, url, log_path)
+    _wait("FerretDB", proc, lambda: _mongo_ready(url), timeout)
+    return proc

@@ -1,0 +1,92 @@
+"""The outbox inside the document: events a write produces are stored with the write.
+
+MongoDB-compatible stores here have no multi-document transactions, so the events go into
+the written document itself (field ``_outbox``) in the same single-document write. After
+the broker confirms them they are pulled out. At start-up, and periodically, every document
+still holding entries is republished; the broker's duplicate window (``Nats-Msg-Id`` = the
+event id) keeps each event exactly once in the stream even if the crash came after the
+publish and before the pull.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from contextlib import suppress
+from typing import Any
+
+import structlog
+from pymongo.asynchronous.collection import AsyncCollection
+
+from .contracts.envelope import Event
+from .contracts.registry import subject_for
+from .messaging.publisher import EventPublisher, PublishError, encode_event, event_headers
+from .metrics import EVENTS_PUBLISHED
+from .mongo import Document
+from .topology import Topology
+
+OUTBOX_FIELD = "_outbox"
+log = structlog.get_logger("puskesos.outbox")
+
+
+def outbox_entries(events: Iterable[Event], topology: Topology) -> list[dict[str, Any]]:
+    """Entries to store in ``_outbox`` (``$push`` with ``$each``, or in the inserted document)."""
+    return [
+        {
+            "event_id": str(e.event_id),
+            "event_type": e.event_type,
+            "subject": subject_for(e, topology),
+            "body": encode_event(e).decode(),
+            "headers": event_headers(e),
+        }
+        for e in events
+    ]
+
+
+class OutboxRelay:
+    """Publishes outbox entries and removes them once the broker has confirmed them."""
+
+    def __init__(self, publisher: EventPublisher, collections: Sequence[AsyncCollection[Document]]) -> None:
+        self._publisher = publisher
+        self._collections = list(collections)
+
+    async def flush(self, collection: AsyncCollection[Document], doc_id: Any, entries: Sequence[dict[str, Any]]) -> None:
+        """Publishes ``entries`` of one document in order, then removes them from it.
+
+        On a publish error the entries stay in the document; the periodic sweep retries them.
+        """
+        published: list[str] = []
+        try:
+            for entry in entries:
+                await self._publisher.publish_raw(entry["subject"], entry["body"].encode(), entry["headers"])
+                EVENTS_PUBLISHED.labels(event_type=entry.get("event_type", "?")).inc()
+                published.append(entry["event_id"])
+        finally:
+            if published:
+                await collection.update_one(
+                    {"_id": doc_id}, {"$pull": {OUTBOX_FIELD: {"event_id": {"$in": published}}}}
+                )
+
+    async def republish_pending(self) -> int:
+        """Publishes every entry still waiting in any document; returns how many were sent."""
+        sent = 0
+        for collection in self._collections:
+            cursor = collection.find({f"{OUTBOX_FIELD}.0": {"$exists": True}}, {OUTBOX_FIELD: 1})
+            async for doc in cursor:
+                entries = doc.get(OUTBOX_FIELD) or []
+                try:
+                    await self.flush(collection, doc["_id"], entries)
+                except PublishError as exc:
+                    log.warning("outbox_republish_failed", collection=collection.name, error=str(exc))
+                    return sent
+                sent += len(entries)
+        if sent:
+            log.info("outbox_republished", events=sent)
+        return sent
+
+    async def run_sweeper(self, interval_seconds: float = 5.0) -> None:
+        """Sweeps forever (cancel the task to stop): retries entries a failed publish left behind."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            with suppress(Exception):
+                await self.republish_pending()

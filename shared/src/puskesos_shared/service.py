@@ -1,0 +1,150 @@
+"""The composition root every service shares: connect, provision, health, metrics, stop.
+
+A service supplies its settings, a ``configure`` coroutine (indexes, subscribers, the
+outbox collections) and its HTTP routers; ``create_service_app`` returns a FastAPI app
+whose lifespan owns every client. Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from faststream.nats import NatsBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from .logging import configure_logging
+from .messaging.dead_letter import DeadLetters
+from .messaging.publisher import EventPublisher
+from .messaging.streams import ensure_streams
+from .mongo import Document, Mongo
+from .outbox import OutboxRelay
+from .settings import ServiceSettings
+from .topology import Topology
+
+log = structlog.get_logger("puskesos.service")
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything a service's handlers need, built at start-up."""
+
+    name: str
+    settings: ServiceSettings
+    topology: Topology
+    broker: NatsBroker
+    publisher: EventPublisher
+    dead_letters: DeadLetters
+    mongo: Mongo
+    outbox_collections: list[AsyncCollection[Document]] = field(default_factory=list)
+    outbox: OutboxRelay | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def db(self) -> AsyncDatabase[Document]:
+        return self.mongo.db
+
+
+Configure = Callable[[ServiceRuntime], Awaitable[None]]
+
+
+def build_broker(settings: ServiceSettings, name: str) -> NatsBroker:
+    return NatsBroker(
+        settings.nats_url,
+        name=f"puskesos-{name}",
+        user=settings.nats_user,
+        password=settings.nats_password,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        graceful_timeout=15.0,
+    )
+
+
+def create_service_app(
+    name: str,
+    settings: ServiceSettings,
+    *,
+    configure: Configure | None = None,
+    routers: Sequence[APIRouter] = (),
+    title: str | None = None,
+) -> FastAPI:
+    configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        topology = settings.topology()
+        broker = build_broker(settings, name)
+        mongo = Mongo(settings.mongo_url, settings.database_name, app_name=f"puskesos-{name}")
+        publisher = EventPublisher(broker, topology)
+        runtime = ServiceRuntime(
+            name=name, settings=settings, topology=topology, broker=broker, publisher=publisher,
+            dead_letters=DeadLetters(publisher), mongo=mongo,
+        )
+        app.state.runtime = runtime
+        sweeper: asyncio.Task[None] | None = None
+        try:
+            await mongo.ping()
+            await broker.connect()
+            await ensure_streams(broker.config.connection_state.stream, topology)
+            if configure is not None:
+                await configure(runtime)
+            await broker.start()
+            runtime.outbox = OutboxRelay(publisher, runtime.outbox_collections)
+            if runtime.outbox_collections:
+                await runtime.outbox.republish_pending()
+                sweeper = asyncio.create_task(runtime.outbox.run_sweeper())
+            log.info("service_started", service=name, database=settings.database_name,
+                     namespace=topology.namespace)
+            yield
+        finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with suppress(asyncio.CancelledError):
+                    await sweeper
+            with suppress(Exception):
+                await broker.stop()
+            await mongo.close()
+            log.info("service_stopped", service=name)
+
+    app = FastAPI(title=title or f"Puskesos {name} service", lifespan=lifespan)
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @app.get("/health/ready", tags=["health"])
+    async def ready(request: Request) -> JSONResponse:
+        runtime: ServiceRuntime | None = getattr(request.app.state, "runtime", None)
+        checks = {"nats": False, "mongo": False}
+        if runtime is not None:
+            conn = runtime.broker.config.connection_state
+            checks["nats"] = bool(conn and conn.connection and conn.connection.is_connected)
+            with suppress(Exception):
+                checks["mongo"] = await asyncio.wait_for(runtime.mongo.ping(), timeout=2)
+        ok = all(checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "service": name, "checks": checks},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def run_service(app_factory: Callable[[ServiceSettings], FastAPI], settings: ServiceSettings) -> None:
+    """Runs a service in the foreground until SIGINT/SIGTERM (graceful stop)."""
+    app = app_factory(settings)
+    uvicorn.run(app, host=settings.http_host, port=settings.port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=20)

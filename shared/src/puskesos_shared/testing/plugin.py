@@ -1,0 +1,102 @@
+"""pytest plugin (registered through the ``pytest11`` entry point): real servers for tests.
+
+Session fixtures start one nats-server and one Mongo-compatible server (see ``servers``).
+Every test gets its own namespace (subjects and streams) and its own database names, so
+tests do not see each other's messages or documents; both are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from pymongo import AsyncMongoClient
+
+from ..messaging.streams import ensure_streams
+from ..topology import Topology
+from .servers import ServerHandle, resolve_mongo, resolve_nats
+
+
+@pytest.fixture(scope="session")
+def servers_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def nats_server(servers_workdir: Path) -> Iterator[ServerHandle]:
+    handle = resolve_nats(servers_workdir)
+    yield handle
+    handle.close()
+
+
+@pytest.fixture(scope="session")
+def mongo_server(servers_workdir: Path) -> Iterator[ServerHandle]:
+    handle = resolve_mongo(servers_workdir)
+    yield handle
+    handle.close()
+
+
+@pytest.fixture
+def nats_url(nats_server: ServerHandle) -> str:
+    return nats_server.url
+
+
+@pytest.fixture
+def mongo_url(mongo_server: ServerHandle) -> str:
+    return mongo_server.url
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace of its own for this test's subjects and streams."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def topology(namespace: str) -> Topology:
+    return Topology(namespace=namespace)
+
+
+@pytest.fixture
+def db_prefix(namespace: str) -> str:
+    """Prefix of this test's database names; every database starting with it is dropped afterwards."""
+    return namespace
+
+
+@pytest_asyncio.fixture
+async def nats_client(nats_url: str) -> AsyncIterator[NatsClient]:
+    nc = await nats.connect(nats_url, name="pytest")
+    yield nc
+    with suppress(Exception):
+        await nc.drain()
+
+
+@pytest_asyncio.fixture
+async def jetstream(nats_client: NatsClient, topology: Topology) -> AsyncIterator[JetStreamContext]:
+    """JetStream with this test's streams created; they are deleted after the test."""
+    js = nats_client.jetstream()
+    await ensure_streams(js, topology)
+    yield js
+    for config in topology.stream_configs():
+        with suppress(Exception):
+            await js.delete_stream(config.name or "")
+
+
+@pytest_asyncio.fixture
+async def mongo_client(mongo_url: str, db_prefix: str) -> AsyncIterator[AsyncMongoClient[dict[str, object]]]:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        mongo_url, tz_aware=True, uuidRepresentation="standard", serverSelectionTimeoutMS=5000
+    )
+    yield client
+    with suppress(Exception):
+        for name in await client.list_database_names():
+            if name.startswith(db_prefix):
+                await client.drop_database(name)
+    await client.close()

@@ -1,0 +1,99 @@
+"""Subjects and streams, in one place.
+
+Naming rules (``ns`` is the namespace, ``puskesos`` in production; tests use a unique one each):
+
+* events:    ``{ns}.events.{producer}.{event_name}.v{version}``, e.g.
+  ``puskesos.events.intake.complaint_filed.v1``; all of them land in the ``{NS}_EVENTS`` stream.
+* commands:  ``{ns}.commands.{service}.{command_name}.v{version}``, request-reply (core NATS);
+  the service named in the subject is the only one that subscribes.
+* dead letters: ``{ns}.dlq.{consumer}``, the ``{NS}_DLQ`` stream; the original subject and the
+  reason travel in headers (see ``messaging.dead_letter``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+_TOKEN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+#: How long the broker remembers a Nats-Msg-Id. Covers an outbox republish after a
+#: crash and a restart later the same day; consumers are idempotent beyond it anyway.
+DUPLICATE_WINDOW_SECONDS = 24 * 3600
+
+
+def _token(value: str, what: str) -> str:
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(f"{what} {value!r} must be lower_snake_case (letters, digits, underscore)")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Subject and stream names for one namespace."""
+
+    namespace: str = "puskesos"
+    replicas: int = 1
+
+    def __post_init__(self) -> None:
+        _token(self.namespace, "namespace")
+        if self.replicas not in (1, 3, 5):
+            raise ValueError("stream replicas must be 1, 3 or 5")
+
+    # subjects -------------------------------------------------------------------------
+    def event_subject(self, producer: str, event_name: str, version: int) -> str:
+        return f"{self.namespace}.events.{_token(producer, 'producer')}.{_token(event_name, 'event name')}.v{version}"
+
+    def events_of(self, producer: str) -> str:
+        """Wildcard for every event of one producer (``puskesos.events.intake.>``)."""
+        return f"{self.namespace}.events.{_token(producer, 'producer')}.>"
+
+    @property
+    def all_events(self) -> str:
+        return f"{self.namespace}.events.>"
+
+    def command_subject(self, service: str, command_name: str, version: int = 1) -> str:
+        return f"{self.namespace}.commands.{_token(service, 'service')}.{_token(command_name, 'command')}.v{version}"
+
+    def dead_letter_subject(self, consumer: str) -> str:
+        return f"{self.namespace}.dlq.{_token(consumer, 'consumer')}"
+
+    # streams --------------------------------------------------------------------------
+    @property
+    def events_stream(self) -> str:
+        return f"{self.namespace.upper()}_EVENTS"
+
+    @property
+    def dead_letter_stream(self) -> str:
+        return f"{self.namespace.upper()}_DLQ"
+
+    def stream_configs(self) -> list[StreamConfig]:
+        """The streams every environment needs; ``ensure_streams`` creates or updates them."""
+        return [
+            StreamConfig(
+                name=self.events_stream,
+                description="Puskesos domain events (all services); the audit log's source.",
+                subjects=[self.all_events],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=DUPLICATE_WINDOW_SECONDS,
+                discard=DiscardPolicy.OLD,
+                max_age=0,  # kept forever: the audit trail replays from here
+                deny_delete=True,
+                deny_purge=False,
+            ),
+            StreamConfig(
+                name=self.dead_letter_stream,
+                description="Messages a consumer could not process, with the reason in headers.",
+                subjects=[f"{self.namespace}.dlq.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=DUPLICATE_WINDOW_SECONDS,
+                discard=DiscardPolicy.OLD,
+                max_age=0,
+            ),
+        ]
