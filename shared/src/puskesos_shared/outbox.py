@@ -48,24 +48,25 @@ class OutboxRelay:
 
     def __init__(self, publisher: EventPublisher, collections: Sequence[AsyncCollection[Document]]) -> None:
         self._publisher = publisher
-        self._collections = list(collections)
+        self._collections = collections  # the service's list: collections added in configure() count
 
     async def flush(self, collection: AsyncCollection[Document], doc_id: Any, entries: Sequence[dict[str, Any]]) -> None:
         """Publishes ``entries`` of one document in order, then removes them from it.
 
+        ``entries`` must be exactly as stored (same keys in the same order): removal matches whole elements.
+
         On a publish error the entries stay in the document; the periodic sweep retries them.
         """
-        published: list[str] = []
+        published: list[dict[str, Any]] = []
         try:
             for entry in entries:
                 await self._publisher.publish_raw(entry["subject"], entry["body"].encode(), entry["headers"])
                 EVENTS_PUBLISHED.labels(event_type=entry.get("event_type", "?")).inc()
-                published.append(entry["event_id"])
+                published.append(entry)
         finally:
             if published:
-                await collection.update_one(
-                    {"_id": doc_id}, {"$pull": {OUTBOX_FIELD: {"event_id": {"$in": published}}}}
-                )
+                # $pullAll removes exact elements; FerretDB 1.24 has no conditional $pull
+                await collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX_FIELD: published}})
 
     async def republish_pending(self) -> int:
         """Publishes every entry still waiting in any document; returns how many were sent."""

@@ -18,10 +18,12 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
+from faststream.security import SASLPlaintext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from .http import install_http_defaults
 from .logging import configure_logging
 from .messaging.dead_letter import DeadLetters
 from .messaging.publisher import EventPublisher
@@ -47,7 +49,16 @@ class ServiceRuntime:
     mongo: Mongo
     outbox_collections: list[AsyncCollection[Document]] = field(default_factory=list)
     outbox: OutboxRelay | None = None
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+
+    def relay(self) -> OutboxRelay:
+        assert self.outbox is not None, "the outbox relay exists once the service has started"
+        return self.outbox
+
+    def add_background(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Runs ``loop()`` as a task once the broker has started; it is cancelled at shutdown."""
+        self.background.append(loop)
 
     @property
     def db(self) -> AsyncDatabase[Document]:
@@ -58,11 +69,15 @@ Configure = Callable[[ServiceRuntime], Awaitable[None]]
 
 
 def build_broker(settings: ServiceSettings, name: str) -> NatsBroker:
+    security = (
+        SASLPlaintext(username=settings.nats_user, password=settings.nats_password or "")
+        if settings.nats_user
+        else None
+    )
     return NatsBroker(
         settings.nats_url,
         name=f"puskesos-{name}",
-        user=settings.nats_user,
-        password=settings.nats_password,
+        security=security,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         graceful_timeout=15.0,
@@ -89,8 +104,9 @@ def create_service_app(
             name=name, settings=settings, topology=topology, broker=broker, publisher=publisher,
             dead_letters=DeadLetters(publisher), mongo=mongo,
         )
+        runtime.outbox = OutboxRelay(publisher, runtime.outbox_collections)
         app.state.runtime = runtime
-        sweeper: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         try:
             await mongo.ping()
             await broker.connect()
@@ -98,24 +114,25 @@ def create_service_app(
             if configure is not None:
                 await configure(runtime)
             await broker.start()
-            runtime.outbox = OutboxRelay(publisher, runtime.outbox_collections)
             if runtime.outbox_collections:
                 await runtime.outbox.republish_pending()
-                sweeper = asyncio.create_task(runtime.outbox.run_sweeper())
+                tasks.append(asyncio.create_task(runtime.outbox.run_sweeper()))
+            tasks.extend(asyncio.create_task(loop()) for loop in runtime.background)  # type: ignore[arg-type]
             log.info("service_started", service=name, database=settings.database_name,
                      namespace=topology.namespace)
             yield
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
-                with suppress(asyncio.CancelledError):
-                    await sweeper
+            for task in tasks:
+                task.cancel()
+                with suppress(asyncio.CancelledError, Exception):
+                    await task
             with suppress(Exception):
                 await broker.stop()
             await mongo.close()
             log.info("service_stopped", service=name)
 
     app = FastAPI(title=title or f"Puskesos {name} service", lifespan=lifespan)
+    install_http_defaults(app, max_body_bytes=settings.max_body_bytes)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .topology import Topology
@@ -34,6 +34,8 @@ class ServiceSettings(BaseSettings):
     stream_replicas: int = 1
     http_host: str = "127.0.0.1"
     http_port: int | None = None
+    auth_secret: SecretStr | None = Field(default=None, description="HS256 secret of officer tokens (>= 32 chars)")
+    max_body_bytes: int = Field(default=256 * 1024, description="Largest HTTP request body accepted")
     log_level: str = "info"
     log_json: bool | None = Field(default=None, description="JSON logs; default: when stderr is not a terminal")
 

@@ -1,0 +1,135 @@
+"""``puskesos services``: run the five services as separate local processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+from puskesos_shared.localstack import ManagedProcess, StackError, free_port
+from rich.console import Console
+from rich.table import Table
+
+from . import state
+
+SERVICES = ("intake", "referral", "distribution", "notification", "audit")
+DEFAULT_PORTS = {"intake": 8101, "referral": 8102, "distribution": 8103, "notification": 8104, "audit": 8105}
+
+app = typer.Typer(help="The five Puskesos services as local processes.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def start_service(name: str, instance: int, env: dict[str, str]) -> ManagedProcess:
+    port = DEFAULT_PORTS[name] if instance == 0 and _port_free(DEFAULT_PORTS[name]) else free_port()
+    log_path = state.stack_dir() / "logs" / f"{name}-{instance}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", f"puskesos_{name}"],
+            env={**os.environ, **env, "PUSKESOS_HTTP_PORT": str(port), "PUSKESOS_LOG_JSON": "true"},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    return ManagedProcess(f"{name}-{instance}", popen.pid, port, f"http://127.0.0.1:{port}", log_path)
+
+
+def wait_ready(procs: list[ManagedProcess], timeout: float = 60.0) -> None:
+    pending = list(procs)
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2) as client:
+        while pending:
+            for proc in list(pending):
+                if not proc.alive():
+                    tail = proc.log_path.read_text(errors="replace")[-1500:]
+                    raise StackError(f"{proc.name} exited during start-up; log {proc.log_path}:\n{tail}")
+                try:
+                    if client.get(f"{proc.url}/health/ready").status_code == 200:
+                        pending.remove(proc)
+                except httpx.HTTPError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(p.name for p in pending)
+                raise StackError(f"not ready after {timeout:.0f}s: {names} (logs in {state.stack_dir() / 'logs'})")
+            if pending:
+                time.sleep(0.2)
+
+
+def up(replicas: dict[str, int] | None = None) -> list[ManagedProcess]:
+    servers = state.load().get("servers", {})
+    if {"nats", "mongo"} - servers.keys():
+        raise StackError("the stack is down: run `uv run puskesos stack up` first")
+    env = {"PUSKESOS_NATS_URL": str(servers["nats"]["url"]), "PUSKESOS_MONGO_URL": str(servers["mongo"]["url"])}
+    running = {e["name"] for e in state.load().get("services", []) if state.process_from(e).alive()}
+    started: list[ManagedProcess] = []
+    for name in SERVICES:
+        for instance in range((replicas or {}).get(name, 1)):
+            if f"{name}-{instance}" not in running:
+                started.append(start_service(name, instance, env))
+    data = state.load()
+    data["services"] = [e for e in data.get("services", []) if e["name"] in running] + [p.to_json() for p in started]
+    state.save(data)
+    wait_ready(started)
+    return started
+
+
+def down() -> None:
+    data = state.load()
+    for entry in data.get("services", []):
+        state.process_from(entry).stop(timeout=25)
+        console.print(f"stopped {entry['name']}")
+    data["services"] = []
+    state.save(data)
+
+
+def health() -> list[dict[str, Any]]:
+    rows = []
+    with httpx.Client(timeout=2) as client:
+        for entry in state.load().get("services", []):
+            proc = state.process_from(entry)
+            try:
+                ready = client.get(f"{proc.url}/health/ready").json()
+            except httpx.HTTPError as exc:
+                ready = {"status": f"unreachable ({type(exc).__name__})"}
+            rows.append({"name": proc.name, "pid": proc.pid, "url": proc.url, "alive": proc.alive(), **ready})
+    return rows
+
+
+@app.command("up")
+def up_command(
+    distribution_replicas: Annotated[int, typer.Option("--replicas", help="Distribution replicas")] = 1,
+) -> None:
+    """Start every service (the stack must be up) and wait until each is ready."""
+    try:
+        with console.status("Starting services..."):
+            started = up({"distribution": distribution_replicas})
+    except StackError as exc:
+        console.print(f"[red]services up failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    for proc in started:
+        console.print(f"[green]ready[/green] {proc.name} {proc.url} (log {proc.log_path})")
+
+
+@app.command("down")
+def down_command() -> None:
+    """Stop every service gracefully (SIGTERM)."""
+    down()
+
+
+@app.command("status")
+def status_command() -> None:
+    """Health of every service process."""
+    table = Table("service", "pid", "url", "alive", "ready", "checks")
+    for row in health():
+        table.add_row(row["name"], str(row["pid"]), row["url"], str(row["alive"]), str(row.get("status")),
+                      str(row.get("checks", "")))
+    Console().print(table)

@@ -1,0 +1,40 @@
+"""Where the local stack keeps its state: ``.local/stack/`` under the repository root."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from puskesos_shared.localstack import ManagedProcess, repo_root
+
+
+def stack_dir() -> Path:
+    return repo_root() / ".local" / "stack"
+
+
+def state_file() -> Path:
+    return stack_dir() / "state.json"
+
+
+def env_file() -> Path:
+    return stack_dir() / "stack.env"
+
+
+def load() -> dict[str, Any]:
+    path = state_file()
+    if not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def save(data: dict[str, Any]) -> None:
+    state_file().parent.mkdir(parents=True, exist_ok=True)
+    tmp = state_file().with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(state_file())
+
+
+def process_from(entry: dict[str, Any]) -> ManagedProcess:
+    return ManagedProcess(entry["name"], int(entry["pid"]), int(entry["port"]), entry["url"], Path(entry["log"]))

@@ -1,0 +1,119 @@
+"""Commands over NATS request-reply: one validated request model, one reply shape.
+
+Replies are JSON ``{"ok": true, "result": {...}}`` or
+``{"ok": false, "error": {"code": ..., "message": ..., "fields": [{"loc": ..., "msg": ...}]}}``.
+Invalid requests never reach the handler and never echo input values back.
+Subjects follow ``Topology.command_subject`` (``{ns}.commands.{service}.{name}.v1``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.client import Client as NatsClient
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .topology import Topology
+
+log = structlog.get_logger("puskesos.commands")
+Req = TypeVar("Req", bound=BaseModel)
+
+#: Largest command body accepted (bytes); the broker's own limit is 1 MiB by default.
+MAX_COMMAND_BYTES = 256 * 1024
+
+
+class CommandError(Exception):
+    """A command that cannot be carried out; ``code`` is stable, ``message`` is for people."""
+
+    def __init__(self, code: str, message: str, fields: list[dict[str, str]] | None = None,
+                 status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.fields, self.status = code, message, fields or [], status
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "fields": self.fields}
+
+
+class CommandReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ok: bool
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+def validation_fields(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"loc": ".".join(str(p) for p in err["loc"]), "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_input=False, include_url=False)
+    ]
+
+
+def parse_request(model: type[Req], body: bytes) -> Req:
+    if len(body) > MAX_COMMAND_BYTES:
+        raise CommandError("payload_too_large", f"command body is {len(body)} bytes; the limit is {MAX_COMMAND_BYTES}",
+                           status=413)
+    try:
+        raw = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CommandError("malformed_json", f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise CommandError("invalid_request", "the request does not match the command's schema",
+                           validation_fields(exc), status=422) from None
+
+
+CommandHandler = Callable[[Req], Awaitable[BaseModel | dict[str, Any]]]
+
+
+def subscribe_command(
+    broker: NatsBroker,
+    topology: Topology,
+    *,
+    service: str,
+    name: str,
+    request: type[Req],
+    handler: CommandHandler[Req],
+    version: int = 1,
+) -> str:
+    """Serves ``{ns}.commands.{service}.{name}.v{version}``; replicas share it through a queue group."""
+    subject = topology.command_subject(service, name, version)
+
+    @broker.subscriber(subject, queue=f"{service}-commands", title=f"{service}.{name}",
+                       description=f"Command {name} of the {service} service ({request.__name__})")
+    async def _serve(msg: NatsMessage) -> bytes:
+        structlog.contextvars.bind_contextvars(command=name)
+        try:
+            req = parse_request(request, msg.body)
+            result = await handler(req)
+            payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+            reply = CommandReply(ok=True, result=payload)
+        except CommandError as exc:
+            reply = CommandReply(ok=False, error=exc.body())
+        except Exception as exc:  # the caller gets an answer, the log gets the detail
+            log.exception("command_failed", error=type(exc).__name__)
+            reply = CommandReply(ok=False, error={"code": "internal_error", "message": "the command failed; "
+                                                  "it may be retried with the same idempotency key", "fields": []})
+        finally:
+            structlog.contextvars.unbind_contextvars("command")
+        return reply.model_dump_json().encode()
+
+    return subject
+
+
+async def send_command(nc: NatsClient, subject: str, request: BaseModel | dict[str, Any] | bytes,
+                       *, timeout: float = 5.0) -> CommandReply:
+    """Client side: sends a command and parses the reply."""
+    if isinstance(request, bytes):
+        body = request
+    elif isinstance(request, BaseModel):
+        body = request.model_dump_json().encode()
+    else:
+        body = json.dumps(request).encode()
+    msg = await nc.request(subject, body, timeout=timeout)
+    return CommandReply.model_validate_json(msg.data)
