@@ -74,7 +74,7 @@ async def test_same_event_published_twice_is_one_message(broker: NatsBroker, top
     stored = await jetstream.get_msg(topology.events_stream, first.seq)
     assert stored.headers is not None
     assert stored.headers[h.MSG_ID] == str(event.event_id)
-    assert stored.subject == "{}.events.intake.complaint_filed.v1".format(topology.namespace)
+    assert stored.subject == f"{topology.namespace}.events.intake.complaint_filed.v1"
 
 
 async def test_raw_publish_without_msg_id_is_refused(broker: NatsBroker, topology: Topology) -> None:

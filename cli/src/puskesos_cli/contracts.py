@@ -22,7 +22,9 @@ from puskesos_shared.contracts.schema_registry import (
 from puskesos_shared.localstack.binaries import repo_root
 from rich.console import Console
 
-app = typer.Typer(help="Event contracts: JSON Schemas, examples and the AsyncAPI document.", no_args_is_help=True)
+app = typer.Typer(
+    help="Event contracts: JSON Schemas, examples and the AsyncAPI document.", no_args_is_help=True
+)
 console = Console(soft_wrap=True)
 
 RootOption = Annotated[
@@ -68,11 +70,13 @@ def generate_command(
     if changed:
         for path in changed:
             console.print(f"  [green]wrote[/green] {_rel(path, base)}", highlight=False)
-        console.print(f"[green]{len(changed)} file(s) written[/green] under {_rel(SchemaLayout(base).base, base)}")
+        where = _rel(SchemaLayout(base).base, base)
+        console.print(f"[green]{len(changed)} file(s) written[/green] under {where}")
     else:
         console.print("[green]Up to date:[/green] nothing changed.")
     for path in stray_files(base):
-        console.print(f"  [yellow]stray[/yellow] {_rel(path, base)} (no event model generates it)", highlight=False)
+        console.print(f"  [yellow]stray[/yellow] {_rel(path, base)} (no event model generates it)",
+                      highlight=False)
 
 
 @app.command("check")

@@ -57,12 +57,13 @@ def issue_token(officer: Officer, secret: str, *, ttl: dt.timedelta = dt.timedel
 
 def verify_token(token: str, secret: str, *, now: dt.datetime | None = None) -> Officer:
     try:
-        options = {"require": ["exp", "iat", "sub", "iss"]}
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, options=options,
-                            leeway=0 if now is None else dt.timedelta(0))
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER,
+                            options={"require": ["exp", "iat", "sub", "iss"]})
         if now is not None and claims["exp"] <= now.timestamp():
             raise AuthError("token expired")
-        return Officer(officer_id=claims["sub"], role=claims.get("role"), scope=tuple(claims.get("scope") or ()))
+        return Officer.model_validate(
+            {"officer_id": claims["sub"], "role": claims.get("role"), "scope": tuple(claims.get("scope") or ())}
+        )
     except jwt.ExpiredSignatureError:
         raise AuthError("token expired") from None
     except jwt.InvalidTokenError as exc:

@@ -59,8 +59,10 @@ def parse_request(model: type[Req], body: bytes) -> Req:
                            status=413)
     try:
         raw = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except json.JSONDecodeError as exc:
         raise CommandError("malformed_json", f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except UnicodeDecodeError:
+        raise CommandError("malformed_json", "body is not UTF-8 text") from None
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -13,13 +13,13 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, get_args
 
 import structlog
-from lokal import field_type, mask_pii, partial_mask
+from lokal import PiiType, field_type, mask_pii, partial_mask
 
 _DIGIT_RUN = re.compile(r"\d[\d .\-]{6,}\d")
-_DIGIT_TYPES = ("NIK", "KK", "PHONE", "BANK_ACCOUNT", "NPWP", "BPJS", "CARD")
+_DIGIT_TYPES: tuple[PiiType, ...] = ("NIK", "KK", "PHONE", "BANK_ACCOUNT", "NPWP", "BPJS", "CARD")
 #: Keys that carry personal data but that lokal-id's key heuristics do not name.
 _EXTRA_KEYS = {
     "head_nik": "NIK", "subject_nik": "NIK", "transferred_nik": "NIK", "kk": "KK", "kk_number": "KK",
@@ -36,8 +36,14 @@ def _mask_text(text: str, *, all_types: bool = False) -> str:
     return mask_pii(text, mode="partial", types=_DIGIT_TYPES).text
 
 
-def _pii_type_of(key: str) -> str | None:
-    return _EXTRA_KEYS.get(key.lower()) or field_type(key)
+_PII_TYPES = frozenset(get_args(PiiType))
+
+
+def _pii_type_of(key: str) -> PiiType | None:
+    extra = _EXTRA_KEYS.get(key.lower())
+    if extra in _PII_TYPES:
+        return extra  # type: ignore[return-value]
+    return field_type(key)
 
 
 def mask_value(key: str, value: Any) -> Any:
@@ -51,9 +57,13 @@ def mask_value(key: str, value: Any) -> Any:
     pii = _pii_type_of(key)
     if pii is not None:
         try:
-            return partial_mask(pii, value)  # type: ignore[arg-type]
+            masked = partial_mask(pii, value)
         except ValueError:
             return "***"
+        digits = sum(ch.isdigit() for ch in value)
+        if digits and sum(ch.isdigit() for ch in masked) >= digits:
+            return "***"  # too short for the partial form, which would show every digit ("12345" -> "1234****2345")
+        return masked
     return _mask_text(value, all_types=key in ("exception", "exc_info", "stack"))
 
 
@@ -105,4 +115,11 @@ def configure_logging(level: str = "info", json: bool | None = None, *, force: b
     root.setLevel(level.upper())
     for noisy in ("faststream", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # FastStream gives its "faststream" logger a plain-text handler of its own and turns
+    # propagation off when it is imported: its records would skip masking and JSON.
+    import faststream  # noqa: F401  (imported first, so its import-time set-up cannot undo this)
+
+    faststream_logger = logging.getLogger("faststream")
+    faststream_logger.handlers.clear()
+    faststream_logger.propagate = True
     _configured = True

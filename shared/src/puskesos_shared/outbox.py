@@ -50,7 +50,9 @@ class OutboxRelay:
         self._publisher = publisher
         self._collections = collections  # the service's list: collections added in configure() count
 
-    async def flush(self, collection: AsyncCollection[Document], doc_id: Any, entries: Sequence[dict[str, Any]]) -> None:
+    async def flush(
+        self, collection: AsyncCollection[Document], doc_id: Any, entries: Sequence[dict[str, Any]]
+    ) -> None:
         """Publishes ``entries`` of one document in order, then removes them from it.
 
         ``entries`` must be exactly as stored (same keys in the same order): removal matches whole elements.

@@ -8,9 +8,12 @@ whose lifespan owns every client. Nothing connects at import time.
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -78,6 +81,9 @@ def build_broker(settings: ServiceSettings, name: str) -> NatsBroker:
         settings.nats_url,
         name=f"puskesos-{name}",
         security=security,
+        # FastStream's default broker logger writes plain text to stdout past the masking
+        # pipeline; a child of "faststream" goes through it (WARNING and up, see logging.py).
+        logger=logging.getLogger("faststream.broker"),
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         graceful_timeout=15.0,
@@ -160,8 +166,18 @@ def create_service_app(
     return app
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run_service(app_factory: Callable[[ServiceSettings], FastAPI], settings: ServiceSettings) -> None:
-    """Runs a service in the foreground until SIGINT/SIGTERM (graceful stop)."""
+    """Runs a service in the foreground until SIGINT/SIGTERM (graceful stop).
+
+    uvicorn re-raises the stop signal after its graceful shutdown, which would end the process
+    "killed by SIGTERM" (status -15/143); a graceful stop is a success, so SIGTERM's own
+    handler (restored by uvicorn before it re-raises) exits with status 0 instead.
+    """
     app = app_factory(settings)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(app, host=settings.http_host, port=settings.port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=20)

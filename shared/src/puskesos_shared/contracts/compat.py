@@ -199,7 +199,8 @@ class _Comparison:
                     problems.append(f"{_where(path)}: anyOf branch removed ({kind})")
                 continue
             attempts = [self._compare_branch(branch, candidate, path) for candidate in candidates]
-            problems.extend(min(attempts, key=len))
+            best: list[str] = min(attempts, key=len)
+            problems.extend(best)
         return problems
 
     def _compare_branch(self, published: Branch, current: Branch, path: str) -> list[str]:
@@ -284,7 +285,8 @@ class _Comparison:
         elif old_extra is not False and new_extra is not True:
             problems.extend(self.compare(old_extra, new_extra, _join(path, "*")))
         if "propertyNames" in new:
-            problems.extend(self.compare(old.get("propertyNames", {}), new["propertyNames"], _join(path, "(keys)")))
+            keys = _join(path, "(keys)")
+            problems.extend(self.compare(old.get("propertyNames", {}), new["propertyNames"], keys))
         return problems
 
     def _compare_array(self, old: Schema, new: Schema, path: str) -> list[str]:

@@ -17,7 +17,7 @@ FROZEN = ConfigDict(frozen=True, extra="forbid")
 class Contract(BaseModel):
     """Base of every contract model: immutable, no unknown fields."""
 
-    model_config = FROZEN
+    model_config = ConfigDict(frozen=True, extra="forbid")  # inline so the mypy plugin sees it
 
 
 class ActorKind(StrEnum):

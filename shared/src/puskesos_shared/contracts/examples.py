@@ -122,7 +122,7 @@ def household() -> Household:
                    relationship=Relationship.HEAD, occupation="buruh harian"),
             Member(nik=SPOUSE_NIK, name="Siti Aminah", birth_date=dt.date(1985, 5, 17), sex=Sex.FEMALE,
                    relationship=Relationship.SPOUSE, occupation="mengurus rumah tangga"),
-            Member(nik=CHILD_NIK, name="Dewi Lestari", birth_date=dt.date(2012, 3, 20), sex=Sex.MALE,
+            Member(nik=CHILD_NIK, name="Dimas Pratama", birth_date=dt.date(2012, 3, 20), sex=Sex.MALE,
                    relationship=Relationship.CHILD, disability=Disability.PHYSICAL, occupation="pelajar"),
         ),
         socio_economic=SocioEconomic(
@@ -266,7 +266,8 @@ def _allocated() -> Event:
         producer="distribution", **_meta(11, Actor.system("distribution"), f"round:{ROUND_ID}", "import:42"),
         data=AidAllocatedData(allocation_id=ALLOCATION_ID, round_id=ROUND_ID, kk_number=KK, head_nik=HEAD_NIK,
                               recipient_name="Slamet Riyadi", village_code=VILLAGE, amount=300_000,
-                              payout=PayoutTarget(method=PayoutMethod.COLLECTION_POINT, reference="KANTOR-POS-BLIMBING"),
+                              payout=PayoutTarget(method=PayoutMethod.COLLECTION_POINT,
+                                                  reference="KANTOR-POS-BLIMBING"),
                               basis=_basis()),
     )
 

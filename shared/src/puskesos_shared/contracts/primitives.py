@@ -75,7 +75,9 @@ DistrictCode = Annotated[
 ]
 WhatsAppPhone = Annotated[
     str,
-    Field(pattern=r"^\+62[0-9]{8,13}$", description="Phone number in WhatsApp (E.164) form", examples=["+6281234567890"]),
+    Field(
+        pattern=r"^\+62[0-9]{8,13}$", description="Phone number in WhatsApp (E.164) form", examples=["+6281234567890"]
+    ),
 ]
 Rupiah = Annotated[int, Field(ge=0, description="Whole Rupiah")]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 digest, lowercase hex")]

@@ -113,7 +113,9 @@ def _package_version() -> str:
         return "0.0.0"
 
 
-def asyncapi_document(models: Iterable[type[Event]] = EVENT_TYPES, topology: Topology = PRODUCTION) -> dict[str, Any]:
+def asyncapi_document(
+    models: Iterable[type[Event]] = EVENT_TYPES, topology: Topology = PRODUCTION
+) -> dict[str, Any]:
     """AsyncAPI 3.0: a channel per event subject, a message per event, a ``send`` per producer."""
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -136,8 +138,10 @@ def asyncapi_document(models: Iterable[type[Event]] = EVENT_TYPES, topology: Top
         channels[key] = {
             "address": subject,
             "title": f"{event_type} v{schema_version}",
-            "description": (f"{event_type} v{schema_version} events, published by the {model.PRODUCER} service; "
-                            f"stored in the {topology.events_stream} stream."),
+            "description": (
+                f"{event_type} v{schema_version} events, published by the {model.PRODUCER} service; "
+                f"stored in the {topology.events_stream} stream."
+            ),
             "messages": {event_type: {"$ref": f"#/components/messages/{key}"}},
         }
         operations[f"{model.PRODUCER}.send.{key}"] = {
@@ -242,5 +246,6 @@ def incompatibilities_with_published(root: Path) -> list[str]:
         if not path.is_file():
             continue
         published = json.loads(path.read_text(encoding="utf-8"))
-        problems.extend(f"{file_name(model)}: {msg}" for msg in incompatibilities(published, event_schema(model)))
+        found = incompatibilities(published, event_schema(model))
+        problems.extend(f"{file_name(model)}: {message}" for message in found)
     return problems
