@@ -107,7 +107,8 @@ async def test_transient_failure_is_retried_and_poison_goes_to_dead_letters(
             raise RuntimeError("bug: cannot handle this complaint")
         done.add(n)
 
-    subscribe_events(broker, topology, DeadLetters(publisher), consumer="probe", events=[ComplaintFiled],
+    subscribe_events(broker, topology, DeadLetters(publisher, "probe"), consumer="probe-complaints",
+                     events=[ComplaintFiled],
                      handler=handler, policy=FAST)
     await broker.start()
 
@@ -150,13 +151,13 @@ async def test_transient_failure_is_retried_and_poison_goes_to_dead_letters(
     assert any("unknown schema_version 9 of ComplaintFiled" in r for r in by_reason)
     for m in letters:
         assert m.headers[h.DLQ_ORIGINAL_SUBJECT] == topology.event_subject("intake", "complaint_filed", 1)
-        assert m.headers[h.DLQ_CONSUMER] == "probe"
-        assert m.subject == topology.dead_letter_subject("probe")
+        assert m.headers[h.DLQ_CONSUMER] == "probe-complaints"
+        assert m.subject == topology.dead_letter_subject("probe", "probe-complaints")
     poison = next(m for m in letters if "gave up" in m.headers[h.DLQ_REASON])
     assert json.loads(poison.data)["event_id"] == str(uuid.UUID(int=3))  # original body kept
 
     # nothing left pending: every message was acked or terminated
-    await wait_until_settled(jetstream, topology.events_stream, "probe")
+    await wait_until_settled(jetstream, topology.events_stream, "probe-complaints")
 
 
 async def wait_until_settled(js: JetStreamContext, stream: str, consumer: str, timeout: float = 10) -> None:
@@ -194,7 +195,7 @@ async def test_delivery_beyond_the_attempt_limit_is_dead_lettered_without_runnin
     async def handler(event: Event, delivery: Delivery) -> None:
         ran.append(event)
 
-    subscribe_events(broker, topology, DeadLetters(publisher), consumer="crashy", events=[ComplaintFiled],
+    subscribe_events(broker, topology, DeadLetters(publisher, "probe"), consumer="crashy", events=[ComplaintFiled],
                      handler=handler, policy=policy)
     await broker.start()
     await wait_until_settled(jetstream, topology.events_stream, "crashy")

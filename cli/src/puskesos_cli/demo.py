@@ -12,22 +12,25 @@ import asyncio
 from typing import Annotated
 
 import typer
-from faststream.nats import NatsBroker
 from puskesos_shared.contracts.examples import EXAMPLES
 from puskesos_shared.localstack import StackError
 from puskesos_shared.messaging import EventPublisher
+from puskesos_shared.service import build_broker
+from puskesos_shared.settings import ServiceSettings
 from puskesos_shared.topology import Topology
 from rich.console import Console
 from rich.table import Table
 
 from . import services, stack
+from .stack import nats_passwords
 
 console = Console()
 
 
 async def _contract_round(nats_url: str) -> tuple[int, int, int]:
     topology = Topology()
-    broker = NatsBroker(nats_url)
+    broker = build_broker(ServiceSettings(nats_url=nats_url, nats_user="admin",
+                                          nats_password=nats_passwords()["admin"]), "cli")
     await broker.connect()
     try:
         publisher = EventPublisher(broker, topology)

@@ -68,13 +68,18 @@ def up(replicas: dict[str, int] | None = None) -> list[ManagedProcess]:
     servers = state.load().get("servers", {})
     if {"nats", "mongo"} - servers.keys():
         raise StackError("the stack is down: run `uv run puskesos stack up` first")
-    env = {"PUSKESOS_NATS_URL": str(servers["nats"]["url"]), "PUSKESOS_MONGO_URL": str(servers["mongo"]["url"])}
+    from .stack import auth_secret, nats_passwords
+
+    env = {"PUSKESOS_NATS_URL": str(servers["nats"]["url"]), "PUSKESOS_MONGO_URL": str(servers["mongo"]["url"]),
+           "PUSKESOS_AUTH_SECRET": auth_secret()}
+    passwords = nats_passwords()
     running = {e["name"] for e in state.load().get("services", []) if state.process_from(e).alive()}
     started: list[ManagedProcess] = []
     for name in SERVICES:
         for instance in range((replicas or {}).get(name, 1)):
             if f"{name}-{instance}" not in running:
-                started.append(start_service(name, instance, env))
+                service_env = {**env, "PUSKESOS_NATS_USER": name, "PUSKESOS_NATS_PASSWORD": passwords[name]}
+                started.append(start_service(name, instance, service_env))
     data = state.load()
     data["services"] = [e for e in data.get("services", []) if e["name"] in running] + [p.to_json() for p in started]
     state.save(data)

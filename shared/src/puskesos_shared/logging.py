@@ -69,6 +69,7 @@ def mask_value(key: str, value: Any) -> Any:
 
 def mask_personal_data(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: masks personal data in every value but a few safe keys."""
+    event_dict.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate of the message
     for key, value in list(event_dict.items()):
         if key in _SAFE_KEYS and key != "event":
             continue

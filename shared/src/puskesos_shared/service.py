@@ -108,14 +108,19 @@ def create_service_app(
         publisher = EventPublisher(broker, topology)
         runtime = ServiceRuntime(
             name=name, settings=settings, topology=topology, broker=broker, publisher=publisher,
-            dead_letters=DeadLetters(publisher), mongo=mongo,
+            dead_letters=DeadLetters(publisher, name), mongo=mongo,
         )
         runtime.outbox = OutboxRelay(publisher, runtime.outbox_collections)
         app.state.runtime = runtime
         tasks: list[asyncio.Task[None]] = []
         try:
             await mongo.ping()
-            await broker.connect()
+            try:
+                await asyncio.wait_for(broker.connect(), timeout=settings.connect_timeout_seconds)
+            except TimeoutError:
+                raise RuntimeError(
+                    f"NATS at {settings.nats_url} did not answer within {settings.connect_timeout_seconds:.0f}s"
+                ) from None
             await ensure_streams(broker.config.connection_state.stream, topology)
             if configure is not None:
                 await configure(runtime)

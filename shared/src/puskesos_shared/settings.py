@@ -35,6 +35,7 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int | None = None
     auth_secret: SecretStr | None = Field(default=None, description="HS256 secret of officer tokens (>= 32 chars)")
+    connect_timeout_seconds: float = Field(default=20.0, description="Give up starting when NATS does not answer")
     max_body_bytes: int = Field(default=256 * 1024, description="Largest HTTP request body accepted")
     log_level: str = "info"
     log_json: bool | None = Field(default=None, description="JSON logs; default: when stderr is not a terminal")

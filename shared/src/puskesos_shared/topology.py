@@ -6,8 +6,9 @@ Naming rules (``ns`` is the namespace, ``puskesos`` in production; tests use a u
   ``puskesos.events.intake.complaint_filed.v1``; all of them land in the ``{NS}_EVENTS`` stream.
 * commands:  ``{ns}.commands.{service}.{command_name}.v{version}``, request-reply (core NATS);
   the service named in the subject is the only one that subscribes.
-* dead letters: ``{ns}.dlq.{consumer}``, the ``{NS}_DLQ`` stream; the original subject and the
-  reason travel in headers (see ``messaging.dead_letter``).
+* dead letters: ``{ns}.dlq.{service}.{consumer}``, the ``{NS}_DLQ`` stream; the original
+  subject and the reason travel in headers (see ``messaging.dead_letter``). The service token
+  lets NATS permissions give each service its own dead-letter subjects.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")  # consumer names may use hyphens
 
 #: How long the broker remembers a Nats-Msg-Id. Covers an outbox republish after a
 #: crash and a restart later the same day; consumers are idempotent beyond it anyway.
@@ -57,8 +59,10 @@ class Topology:
     def command_subject(self, service: str, command_name: str, version: int = 1) -> str:
         return f"{self.namespace}.commands.{_token(service, 'service')}.{_token(command_name, 'command')}.v{version}"
 
-    def dead_letter_subject(self, consumer: str) -> str:
-        return f"{self.namespace}.dlq.{_token(consumer, 'consumer')}"
+    def dead_letter_subject(self, service: str, consumer: str) -> str:
+        if not _NAME.fullmatch(consumer):
+            raise ValueError(f"consumer {consumer!r} must be lower-case letters, digits, '_' or '-'")
+        return f"{self.namespace}.dlq.{_token(service, 'service')}.{consumer}"
 
     # streams --------------------------------------------------------------------------
     @property

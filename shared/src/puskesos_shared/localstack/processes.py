@@ -102,12 +102,16 @@ def _nats_ready(port: int) -> bool:
 
 
 def start_nats(binary: Path, data_dir: Path, log_path: Path, *, port: int | None = None,
-               timeout: float = 20.0, extra_args: list[str] | None = None) -> ManagedProcess:
-    """nats-server with JetStream (file storage under ``data_dir``) on 127.0.0.1."""
+               timeout: float = 20.0, config_file: Path | None = None) -> ManagedProcess:
+    """nats-server with JetStream (file storage under ``data_dir``) on 127.0.0.1.
+
+    ``config_file`` replaces the JetStream flags with a configuration (its ``jetstream`` block,
+    users and permissions); the address and port still come from the flags here.
+    """
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [str(binary), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir),
-            "--server_name", f"puskesos-local-{port}", *(extra_args or [])]
+    storage = ["-c", str(config_file)] if config_file else ["-js", "-sd", str(data_dir)]
+    argv = [str(binary), *storage, "-a", "127.0.0.1", "-p", str(port), "--server_name", f"puskesos-local-{port}"]
     popen = _spawn(argv, log_path)
     proc = ManagedProcess("nats", popen.pid, port, f"nats://127.0.0.1:{port}", log_path)
     _wait("nats-server", proc, lambda: _nats_ready(port), timeout)

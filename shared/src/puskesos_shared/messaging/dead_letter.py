@@ -48,10 +48,11 @@ def dead_letter_headers(
 
 
 class DeadLetters:
-    """Copies messages to ``{ns}.dlq.{consumer}`` in the dead-letter stream."""
+    """Copies messages of one service's consumers to ``{ns}.dlq.{service}.{consumer}``."""
 
-    def __init__(self, publisher: EventPublisher) -> None:
+    def __init__(self, publisher: EventPublisher, service: str) -> None:
         self._publisher = publisher
+        self.service = service
 
     async def send(
         self,
@@ -75,5 +76,5 @@ class DeadLetters:
             reason=reason,
             failed_at=dt.datetime.now(dt.UTC),
         )
-        subject = self._publisher.topology.dead_letter_subject(consumer)
+        subject = self._publisher.topology.dead_letter_subject(self.service, consumer)
         await self._publisher.publish_raw(subject, body, headers)

@@ -1,0 +1,107 @@
+"""NATS users and permissions: each service may publish only its own subjects.
+
+The same table feeds the local stack's generated ``nats-server`` configuration and the
+production configuration in ``deploy/``. Passwords are generated at provisioning time and
+never stored in the repository.
+
+A service may publish its own events (``{ns}.events.{service}.>``), its own dead letters
+(``{ns}.dlq.{service}.>``) and work items (``{ns}.work.{service}.>``), acknowledge JetStream
+messages, use the JetStream API it needs (no stream deletion or purge), and answer the
+requests it receives (``allow_responses``). It may subscribe to its own commands and to its
+inboxes (pull consumers receive through inboxes). Reading other services' events happens
+through JetStream consumers, which the permissions allow; publishing them does not.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from .topology import Topology
+
+SERVICES = ("intake", "referral", "distribution", "notification", "audit")
+
+#: JetStream API calls a service makes (stream/consumer info and create, fetch, get).
+_JS_API_SERVICE = [
+    "$JS.API.INFO",
+    "$JS.API.STREAM.NAMES",
+    "$JS.API.STREAM.LIST",
+    "$JS.API.STREAM.INFO.*",
+    "$JS.API.STREAM.CREATE.*",
+    "$JS.API.STREAM.UPDATE.*",
+    "$JS.API.STREAM.MSG.GET.*",
+    "$JS.API.DIRECT.GET.>",
+    "$JS.API.CONSUMER.>",
+]
+#: What a read-only external subscriber (a dashboard, the national registry sync) may call.
+_JS_API_READER = [
+    "$JS.API.INFO",
+    "$JS.API.STREAM.INFO.*",
+    "$JS.API.STREAM.MSG.GET.*",
+    "$JS.API.CONSUMER.CREATE.>",
+    "$JS.API.CONSUMER.DURABLE.CREATE.>",
+    "$JS.API.CONSUMER.INFO.>",
+    "$JS.API.CONSUMER.MSG.NEXT.>",
+    "$JS.API.CONSUMER.DELETE.>",
+]
+#: Extra subjects per service beyond the common ones.
+_EXTRA_PUBLISH: dict[str, list[str]] = {
+    "audit": ["{ns}.replay.>"],  # history replay for subscribers that join late
+}
+
+
+@dataclass(frozen=True)
+class NatsUser:
+    name: str
+    password: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    allow_responses: bool = True
+
+    def config(self) -> dict[str, Any]:
+        perms: dict[str, Any] = {
+            "publish": {"allow": list(self.publish)},
+            "subscribe": {"allow": list(self.subscribe)},
+        }
+        if self.allow_responses:
+            perms["allow_responses"] = True
+        return {"user": self.name, "password": self.password, "permissions": perms}
+
+
+def service_user(service: str, password: str, topology: Topology) -> NatsUser:
+    ns = topology.namespace
+    publish = [
+        f"{ns}.events.{service}.>",
+        f"{ns}.dlq.{service}.>",
+        f"{ns}.work.{service}.>",
+        "$JS.ACK.>",
+        *_JS_API_SERVICE,
+        *(s.format(ns=ns) for s in _EXTRA_PUBLISH.get(service, [])),
+    ]
+    subscribe = ["_INBOX.>", f"{ns}.commands.{service}.>"]
+    return NatsUser(service, password, tuple(publish), tuple(subscribe))
+
+
+def reader_user(name: str, password: str, topology: Topology) -> NatsUser:
+    """A read-only external subscriber: consumes events, publishes nothing on the domain bus."""
+    return NatsUser(name, password, ("$JS.ACK.>", *_JS_API_READER), ("_INBOX.>", f"{topology.namespace}.replay.>"),
+                    allow_responses=False)
+
+
+def admin_user(password: str) -> NatsUser:
+    """Provisioning and operator tools (stream creation, the CLI, commands to any service)."""
+    return NatsUser("admin", password, (">",), (">",))
+
+
+def generate_passwords(names: list[str]) -> dict[str, str]:
+    return {name: secrets.token_urlsafe(24) for name in names}
+
+
+def nats_config(users: list[NatsUser], *, store_dir: str, sync_always: bool = False) -> str:
+    """A nats-server configuration (JSON is valid NATS config syntax) with JetStream and these users."""
+    jetstream: dict[str, Any] = {"store_dir": store_dir}
+    if sync_always:
+        jetstream["sync_interval"] = "always"
+    return json.dumps({"jetstream": jetstream, "authorization": {"users": [u.config() for u in users]}}, indent=2)
