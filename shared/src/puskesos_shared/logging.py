@@ -112,7 +112,11 @@ def configure_logging(level: str = "info", json: bool | None = None, *, force: b
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # handlers marked ``puskesos_capture`` (the test suite's log capture) stay, with the same formatting
+    kept = [h for h in root.handlers if getattr(h, "puskesos_capture", False)]
+    for capture in kept:
+        capture.setFormatter(formatter)
+    root.handlers[:] = [handler, *kept]
     root.setLevel(level.upper())
     for noisy in ("faststream", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -100,3 +100,36 @@ async def mongo_client(mongo_url: str, db_prefix: str) -> AsyncIterator[AsyncMon
             if name.startswith(db_prefix):
                 await client.drop_database(name)
     await client.close()
+
+
+# -- personal data in logs ----------------------------------------------------------------------
+CAPTURED_LOG_NAME = "captured-logs.jsonl"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "scan_logs: runs after every other test (scans the logs the whole run produced)"
+    )
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    last = [item for item in items if item.get_closest_marker("scan_logs")]
+    if last:
+        items[:] = [item for item in items if not item.get_closest_marker("scan_logs")] + last
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _capture_every_log_line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every log line of the in-process code, formatted and masked as in production, into one file."""
+    import logging
+
+    from ..logging import configure_logging
+
+    path = tmp_path_factory.getbasetemp() / CAPTURED_LOG_NAME
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.puskesos_capture = True  # type: ignore[attr-defined]
+    logging.getLogger().addHandler(handler)
+    configure_logging("info", json=True, force=True)
+    yield path
+    logging.getLogger().removeHandler(handler)
+    handler.close()

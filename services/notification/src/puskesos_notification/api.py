@@ -1,0 +1,116 @@
+"""HTTP edge for officers: the directory, opt-outs, delivery records and the template catalogue."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from puskesos_shared.auth import CurrentOfficer, require_role
+from puskesos_shared.contracts.primitives import OfficerRole
+from puskesos_shared.service import ServiceRuntime
+
+from .directory import DirectoryService, OfficerEntry, OfficerRemove, OfficerUpsert, OptOut, officer_view, within
+from .domain import DeliveryRecord
+from .formatting import mask_phone
+from .store import MongoNotificationStore
+from .templates import TEMPLATES
+
+router = APIRouter(prefix="/notifications", tags=["notifications"])
+DIRECTORY_ROLES = (OfficerRole.COORDINATOR, OfficerRole.OPERATOR)
+FRONT_ROLES = (OfficerRole.FRONT_OFFICE, OfficerRole.BACK_OFFICE, OfficerRole.ASSESSOR, OfficerRole.COORDINATOR,
+               OfficerRole.OPERATOR)
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def _store(request: Request) -> MongoNotificationStore:
+    store: MongoNotificationStore = _runtime(request).state["store"]
+    return store
+
+
+def _directory(request: Request) -> DirectoryService:
+    service: DirectoryService = _runtime(request).state["directory"]
+    return service
+
+
+def _record_view(record: DeliveryRecord) -> dict[str, Any]:
+    n = record.notification
+    return {
+        "notification_id": str(n.notification_id), "state": record.state.value, "channel": record.channel.value,
+        "source_event_id": str(n.source_event_id), "source_event_type": n.source_event_type,
+        "recipient": n.recipient.model_dump(mode="json"), "template_id": n.template_id,
+        "template_version": n.template_version, "text": n.text,
+        "phone_masked": mask_phone(n.phone) if n.phone else None, "attempts": record.attempts,
+        "provider_message_id": record.provider_message_id,
+        "reason": record.reason.value if record.reason else None, "detail": record.detail,
+    }
+
+
+@router.put("/officers/{officer_id}")
+async def put_officer(officer_id: str, entry: OfficerEntry, officer: CurrentOfficer,
+                      request: Request) -> dict[str, Any]:
+    require_role(officer, *DIRECTORY_ROLES)
+    outside = [code for code in entry.scope if not within(code, officer.scope)]
+    if outside:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"scope {', '.join(outside)} is outside your own scope")
+    existing = await _store(request).officer(officer_id)
+    if existing is not None and not all(within(c, officer.scope) for c in existing.scope):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this officer's current scope is outside your own scope")
+    req = OfficerUpsert(officer_id=officer_id, **entry.model_dump())
+    return await _directory(request).upsert_officer(req)
+
+
+@router.get("/officers/{officer_id}")
+async def get_officer(officer_id: str, officer: CurrentOfficer, request: Request) -> dict[str, Any]:
+    found = await _store(request).officer(officer_id)
+    if found is None or not any(within(c, officer.scope) for c in found.scope):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such officer in your scope")
+    return officer_view(found)
+
+
+@router.delete("/officers/{officer_id}")
+async def delete_officer(officer_id: str, officer: CurrentOfficer, request: Request) -> dict[str, Any]:
+    require_role(officer, *DIRECTORY_ROLES)
+    found = await _store(request).officer(officer_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such officer")
+    if not all(within(c, officer.scope) for c in found.scope):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this officer's scope is outside your own scope")
+    return await _directory(request).remove_officer(OfficerRemove(officer_id=officer_id))
+
+
+@router.put("/opt-outs")
+async def put_opt_out(body: OptOut, officer: CurrentOfficer, request: Request) -> dict[str, Any]:
+    """Records a resident's wish (told to an officer) to receive no more messages, or to receive them again."""
+    require_role(officer, *FRONT_ROLES)
+    return await _directory(request).set_opt_out(body)
+
+
+@router.get("/deliveries/{notification_id}")
+async def get_delivery(notification_id: uuid.UUID, officer: CurrentOfficer, request: Request) -> dict[str, Any]:
+    record = await _store(request).get(notification_id)
+    if record is None or not _visible(record, officer.scope):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such notification in your scope")
+    return _record_view(record)
+
+
+@router.get("/deliveries")
+async def list_deliveries(source_event_id: uuid.UUID, officer: CurrentOfficer,
+                          request: Request) -> dict[str, Any]:
+    records = await _store(request).for_source(source_event_id)
+    return {"items": [_record_view(r) for r in records if _visible(r, officer.scope)]}
+
+
+@router.get("/templates")
+async def list_templates(officer: CurrentOfficer) -> dict[str, Any]:
+    return {"items": [{"template_id": t.template_id, "version": t.version, "audience": t.audience.value,
+                       "text": t.text} for t in TEMPLATES.values()]}
+
+
+def _visible(record: DeliveryRecord, scope: tuple[str, ...]) -> bool:
+    village = record.notification.village_code
+    return village is None or within(village, scope)
