@@ -28,7 +28,7 @@ def test_an_expired_token_is_refused() -> None:
 
 def test_a_tampered_token_is_refused() -> None:
     token = issue_token(OFFICER, SECRET)
-    header, payload, signature = token.split(".")
+    header, _payload, signature = token.split(".")
     claims = jwt.decode(token, options={"verify_signature": False})
     claims["scope"] = ["35.73"]  # try to widen the scope to the whole city
     forged_payload = jwt.encode(claims, "x" * 40, algorithm="HS256").split(".")[1]

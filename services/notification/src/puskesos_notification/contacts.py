@@ -18,11 +18,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from puskesos_shared.contracts.primitives import Program
+from puskesos_shared.mongo import Document, is_duplicate_key
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
-from puskesos_shared.contracts.primitives import Program
-from puskesos_shared.mongo import Document, is_duplicate_key
 
 from .messages import CaseInfo, RoundInfo
 

@@ -24,9 +24,8 @@ from prometheus_client import Counter
 from puskesos_shared.contracts import Event
 from puskesos_shared.contracts.notification import FailureReason
 from puskesos_shared.messaging import PublishError
-from puskesos_shared.topology import Topology
-
 from puskesos_shared.outbox import outbox_entries
+from puskesos_shared.topology import Topology
 
 from .channels import Channel, DeliveryFailure, OutgoingMessage
 from .domain import ContactKeys, DeliveryRecord, DeliveryState, Notification, failed_event, sent_event

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
 from puskesos_shared.contracts.primitives import OfficerRole
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .domain import ContactKeys
 from .formatting import mask_phone, whatsapp_number

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
 from puskesos_shared.contracts.notification import NotificationChannel
 from puskesos_shared.settings import ServiceSettings
+from pydantic import Field, SecretStr, model_validator
 
 #: Used only when PUSKESOS_NOTIFY_HASH_SECRET is unset (development); the service logs a warning.
 DEVELOPMENT_HASH_SECRET = "puskesos-notification-development-only-hash-secret"
@@ -46,6 +46,9 @@ class NotificationSettings(ServiceSettings):
     notify_consumer_max_attempts: int = Field(default=8, ge=2)
     notify_consumer_backoff_seconds: float = Field(default=0.5, gt=0)
     notify_consumer_concurrency: int = Field(default=16, ge=1, le=256)
+    notify_consumer_ack_wait_seconds: float = Field(
+        default=30.0, gt=0, description="Redelivery delay of a message whose handler died (kept alive while running)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

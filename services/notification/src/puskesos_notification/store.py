@@ -13,14 +13,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pymongo import ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 from puskesos_shared.contracts.notification import FailureReason, NotificationChannel, Recipient
 from puskesos_shared.contracts.primitives import OfficerRole
 from puskesos_shared.mongo import Document
 from puskesos_shared.outbox import OUTBOX_FIELD
 from puskesos_shared.regions import district_of, regency_of
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from .domain import DeliveryRecord, DeliveryState, Notification
 
