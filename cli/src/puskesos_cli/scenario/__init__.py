@@ -1,0 +1,1 @@
+"""The year-end demo scenario: a synthetic population and the officers' work on it."""
