@@ -36,6 +36,19 @@ SECRETS: dict[str, tuple[str, str]] = {
     "MONGO_KEYFILE": ("puskesos-mongo", "keyfile"),
     **{f"MONGO_{s.upper()}_PASSWORD": ("puskesos-mongo", f"{s}-password") for s in SERVICES},
     "PUSKESOS_AUTH_SECRET": ("puskesos-app", "auth-secret"),
+    "PUSKESOS_INTAKE_NIK_HASH_KEY": ("puskesos-app", "intake-nik-hash-key"),
+    "PUSKESOS_NOTIFY_HASH_SECRET": ("puskesos-app", "notify-hash-secret"),
+    "PUSKESOS_AUDIT_INDEX_KEY": ("puskesos-app", "audit-index-key"),
+    "PUSKESOS_AUDIT_CHECKPOINT_KEY": ("puskesos-app", "audit-checkpoint-key"),
+}
+
+#: Secrets that come from third parties, not from this script (Kubernetes only; compose runs
+#: rehearsals with the local-file notification channel). Create them at provisioning:
+#:   kubectl -n puskesos create secret generic puskesos-notify \
+#:     --from-literal=webhook-url=https://... --from-literal=webhook-token=...
+PROVIDED: dict[str, tuple[str, str]] = {
+    "PUSKESOS_NOTIFY_WEBHOOK_URL": ("puskesos-notify", "webhook-url"),
+    "PUSKESOS_NOTIFY_WEBHOOK_TOKEN": ("puskesos-notify", "webhook-token"),
 }
 
 
@@ -82,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     values = generate()
     if args.target == "k8s":
         sys.stdout.write(k8s_secrets(values, args.namespace))
+        provided = sorted({secret for secret, _ in PROVIDED.values()})
+        print(f"also create, from the providers' values: {', '.join(provided)} (see deploy/gen_secrets.py)",
+              file=sys.stderr)
         return 0
     text = env_file(values)
     if args.output is None:

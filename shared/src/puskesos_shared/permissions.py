@@ -48,7 +48,8 @@ _JS_API_READER = [
 ]
 #: Extra subjects per service beyond the common ones.
 _EXTRA_PUBLISH: dict[str, list[str]] = {
-    "audit": ["{ns}.replay.>"],  # history replay for subscribers that join late
+    # history replay for late subscribers; rule sets for decision replay are asked of referral
+    "audit": ["{ns}.replay.>", "{ns}.commands.referral.get_rule_set.v1"],
 }
 
 
