@@ -6,6 +6,11 @@ the broker confirms them they are pulled out. At start-up, and periodically, eve
 still holding entries is republished; the broker's duplicate window (``Nats-Msg-Id`` = the
 event id) keeps each event exactly once in the stream even if the crash came after the
 publish and before the pull.
+
+The removal (``$pullAll``) is an update: on FerretDB 1.24, where updates are read-modify-write
+without a compare, it must not race another write of the same document. Services therefore
+put outbox entries in documents that one writer owns at a time (an insert-only change record,
+a delivery record), see docs/conventions.md.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ class OutboxRelay:
     def __init__(self, publisher: EventPublisher, collections: Sequence[AsyncCollection[Document]]) -> None:
         self._publisher = publisher
         self._collections = collections  # the service's list: collections added in configure() count
+        # Set when a flush failed: only then does the periodic sweep scan the collections
+        # (start-up always scans, which covers a crash between a write and its flush).
+        self._dirty = False
 
     async def flush(
         self, collection: AsyncCollection[Document], doc_id: Any, entries: Sequence[dict[str, Any]]
@@ -65,6 +73,9 @@ class OutboxRelay:
                 await self._publisher.publish_raw(entry["subject"], entry["body"].encode(), entry["headers"])
                 EVENTS_PUBLISHED.labels(event_type=entry.get("event_type", "?")).inc()
                 published.append(entry)
+        except BaseException:
+            self._dirty = True
+            raise
         finally:
             if published:
                 # $pullAll removes exact elements; FerretDB 1.24 has no conditional $pull
@@ -72,6 +83,7 @@ class OutboxRelay:
 
     async def republish_pending(self) -> int:
         """Publishes every entry still waiting in any document; returns how many were sent."""
+        self._dirty = False
         sent = 0
         for collection in self._collections:
             cursor = collection.find({f"{OUTBOX_FIELD}.0": {"$exists": True}}, {OUTBOX_FIELD: 1})
@@ -81,15 +93,23 @@ class OutboxRelay:
                     await self.flush(collection, doc["_id"], entries)
                 except PublishError as exc:
                     log.warning("outbox_republish_failed", collection=collection.name, error=str(exc))
+                    self._dirty = True
                     return sent
                 sent += len(entries)
         if sent:
             log.info("outbox_republished", events=sent)
         return sent
 
-    async def run_sweeper(self, interval_seconds: float = 5.0) -> None:
-        """Sweeps forever (cancel the task to stop): retries entries a failed publish left behind."""
+    async def run_sweeper(self, interval_seconds: float = 5.0, full_scan_every: int = 60) -> None:
+        """Sweeps forever (cancel the task to stop): retries entries a failed publish left behind.
+
+        A scan runs after a failed flush, and otherwise every ``full_scan_every`` intervals as a
+        safety net (an entry whose flush was interrupted by cancellation, say).
+        """
+        ticks = 0
         while True:
             await asyncio.sleep(interval_seconds)
-            with suppress(Exception):
-                await self.republish_pending()
+            ticks += 1
+            if self._dirty or ticks % full_scan_every == 0:
+                with suppress(Exception):
+                    await self.republish_pending()
