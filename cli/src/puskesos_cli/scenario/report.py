@@ -39,16 +39,34 @@ class Report:
     trace_tree: str = ""
     lineage_mermaid: str = ""
     verify_summary: str = ""
+    trace_subject: str = ""
+    #: (check, passed, detail): the end state checked where effects land
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)
+    #: (phase, seconds)
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+
+COUNTS = ("households", "complaints", "cases_on_track", "cases_at_risk", "cases_breached", "cases_closed",
+          "escalations", "recipients", "amount_paid", "failures", "rejected")
+
+
+def _add(into: VillageRow, row: VillageRow) -> None:
+    for name in COUNTS:
+        setattr(into, name, getattr(into, name) + getattr(row, name))
 
 
 def by_kecamatan(rows: Sequence[VillageRow]) -> list[VillageRow]:
     totals: dict[str, VillageRow] = {}
     for r in rows:
-        t = totals.setdefault(r.kecamatan, VillageRow(r.kecamatan, "", r.village_code.rsplit(".", 1)[0]))
-        for name in ("households", "complaints", "cases_on_track", "cases_at_risk", "cases_breached", "cases_closed",
-                     "escalations", "recipients", "amount_paid", "failures", "rejected"):
-            setattr(t, name, getattr(t, name) + getattr(r, name))
+        _add(totals.setdefault(r.kecamatan, VillageRow(r.kecamatan, "", r.village_code.rsplit(".", 1)[0])), r)
     return sorted(totals.values(), key=lambda r: r.village_code)
+
+
+def total(rows: Sequence[VillageRow]) -> VillageRow:
+    out = VillageRow("total", "", rows[0].village_code[:5] if rows else "")
+    for r in rows:
+        _add(out, r)
+    return out
 
 
 def bar_chart_svg(rows: Sequence[VillageRow], *, width: int = 900, bar_height: int = 26) -> str:
@@ -60,7 +78,7 @@ def bar_chart_svg(rows: Sequence[VillageRow], *, width: int = 900, bar_height: i
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
         f'font-size="13">',
-        f'<text x="10" y="22" font-size="16" font-weight="bold">BLT paid per kecamatan</text>',
+        '<text x="10" y="22" font-size="16" font-weight="bold">BLT paid per kecamatan</text>',
     ]
     for i, r in enumerate(rows):
         y = top + i * bar_height
@@ -81,7 +99,7 @@ def _table(rows: Sequence[VillageRow], first: str) -> list[str]:
         "| recipients | paid | failed | rejected |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
+    for r in [*rows, total(rows)]:
         name = r.kelurahan or r.kecamatan
         out.append(
             f"| {name} ({r.village_code}) | {r.households} | {r.complaints} | {r.cases_on_track} | {r.cases_at_risk} "
@@ -95,12 +113,21 @@ def markdown(report: Report, chart_file: str) -> str:
     lines = [f"# {report.title}", ""]
     lines += [f"- **{k}**: {v}" for k, v in report.facts] + [""]
     lines += [f"![BLT paid per kecamatan]({chart_file})", "", "## Per kecamatan", ""]
-    lines += _table(by_kecamatan(report.villages), "kecamatan") + ["", "## Per kelurahan", ""]
-    lines += _table(sorted(report.villages, key=lambda r: r.village_code), "kelurahan") + [""]
+    lines += [*_table(by_kecamatan(report.villages), "kecamatan"), "", "## Per kelurahan", ""]
+    lines += [*_table(sorted(report.villages, key=lambda r: r.village_code), "kelurahan"), ""]
+    if report.checks:
+        lines += ["## End-state checks", ""]
+        lines += [f"- {'PASS' if ok else '**FAIL**'} {name}: {detail}" for name, ok, detail in report.checks] + [""]
+    if report.timings:
+        lines += ["## Timings", "", "| phase | seconds |", "|---|---:|"]
+        lines += [f"| {name} | {seconds:,.1f} |" for name, seconds in report.timings] + [""]
     if report.verify_summary:
         lines += ["## Audit chain", "", "```", report.verify_summary.strip(), "```", ""]
     if report.trace_tree:
-        lines += ["## A decision traced to its roots", "", "```", report.trace_tree.strip(), "```", ""]
+        lines += ["## A decision traced to its roots", ""]
+        if report.trace_subject:
+            lines += [f"`audit trace allocation {report.trace_subject}` (personal data masked):", ""]
+        lines += ["```", report.trace_tree.rstrip(), "```", ""]
     if report.lineage_mermaid:
         lines += ["### Lineage", "", "```mermaid", report.lineage_mermaid.strip(), "```", ""]
     return "\n".join(lines)

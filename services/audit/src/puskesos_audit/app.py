@@ -1,14 +1,51 @@
 """App factory of the audit service: the composition root. Nothing connects at import."""
 
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI
+from puskesos_shared.commands import subscribe_command
+from puskesos_shared.contracts.envelope import utc_now
 from puskesos_shared.service import ServiceRuntime, create_service_app
 
+from .api import router
+from .appender import Appender
+from .commands import ReplayCommand, replay_command_handler
+from .indexer import Indexer, IndexFollower
 from .settings import AuditSettings
+from .store import AuditStore
 
 
-async def configure(runtime: ServiceRuntime) -> None:
-    """Indexes, subscribers and outbox collections of the service (none yet)."""
+def _configure(settings: AuditSettings) -> Callable[[ServiceRuntime], Awaitable[None]]:
+    index_key, checkpoint_key = settings.index_key(), settings.checkpoint_key()  # fail fast without keys
+
+    async def configure(runtime: ServiceRuntime) -> None:
+        store = AuditStore(runtime.db)
+        await store.ensure()
+        runtime.state.update(store=store, index_key=index_key, checkpoint_key=checkpoint_key,
+                             settings=settings)
+        subscribe_command(runtime.broker, runtime.topology, service="audit", name="replay", request=ReplayCommand,
+                          handler=replay_command_handler(runtime))
+        if settings.audit_appender:
+            js = runtime.broker.config.connection_state.stream
+            appender = Appender(
+                js=js, store=store, topology=runtime.topology,
+                checkpoint_key=checkpoint_key, clock=utc_now, max_records=settings.audit_chunk_max_records,
+                max_bytes=settings.audit_chunk_max_bytes, fetch_timeout=settings.audit_fetch_timeout_seconds,
+                checkpoint_every_records=settings.audit_checkpoint_every_records,
+                checkpoint_every_seconds=settings.audit_checkpoint_every_seconds,
+            )
+            runtime.state["appender"] = appender
+            runtime.add_background(appender.run)
+            follower = IndexFollower(store, Indexer(store, index_key), wake=appender.committed)
+            runtime.state["index_follower"] = follower
+            runtime.add_background(follower.run)
+
+    return configure
 
 
 def create_app(settings: AuditSettings | None = None) -> FastAPI:
-    return create_service_app("audit", settings or AuditSettings(), configure=configure)
+    settings = settings or AuditSettings()
+    return create_service_app("audit", settings, configure=_configure(settings), routers=[router],
+                              title="Puskesos audit service (read-only query API for auditors)")

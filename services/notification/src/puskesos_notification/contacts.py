@@ -6,7 +6,7 @@ Events do not all carry a phone number, so the service keeps what it needs, keye
 * ``households``: KK hash → the household's mobile number (HouseholdRegistered/Updated), guarded by
   the household revision so an older event never overwrites a newer one;
 * ``members``: NIK hash → KK hash of the household the person belongs to (transfers move it);
-* ``complaints``: complaint id → the complainant (recipient key, contact phone, NIK/KK hashes);
+* ``complaints``: complaint id → the complainant (contact phone, NIK/KK hashes);
 * ``cases``: case id → complaint id, case number, village (CaseOpened);
 * ``rounds``: aid round id → name, program, collection period (AidRoundOpened);
 * ``allocations``: allocation id → village (AidAllocated), to route DisbursementFailed.
@@ -14,15 +14,16 @@ Events do not all carry a phone number, so the service keeps what it needs, keye
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from puskesos_shared.contracts.primitives import Program
-from puskesos_shared.mongo import Document, is_duplicate_key
-from pymongo import UpdateOne
+from puskesos_shared.mongo import Document
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from .messages import CaseInfo, RoundInfo
 
@@ -37,7 +38,6 @@ class HouseholdContact:
 @dataclass(frozen=True, slots=True)
 class ComplaintContact:
     complaint_id: str
-    recipient_key: str  # NIK hash of the complainant, or the hash of the anonymous contact phone
     phone: str | None  # the contact phone given with the complaint (E.164 mobile)
     nik_hash: str | None
     kk_hash: str | None
@@ -69,32 +69,37 @@ class MongoContactBook:
     # writes ------------------------------------------------------------------------------
     async def apply_household(self, kk_hash: str, phone: str | None, revision: int, member_hashes: list[str],
                               *, moved_in: str | None = None, moved_out: str | None = None) -> bool:
-        """Stores a household revision; returns False when a newer revision is already stored."""
+        """Stores a household revision; returns False when a newer revision is already stored.
+
+        The same revision again (a redelivery after a crash between the writes below) is applied
+        again, so that members a crash left unwritten are written now.
+        """
         now = dt.datetime.now(dt.UTC)
         try:
             await self.households.update_one(
-                {"_id": kk_hash, "revision": {"$lt": revision}},
+                {"_id": kk_hash, "revision": {"$lte": revision}},
                 {"$set": {"phone": phone, "revision": revision, "updated_at": now}}, upsert=True)
         except DuplicateKeyError:
             return False  # a newer revision is stored: this event is stale
-        ops = [UpdateOne({"_id": h, "kk": kk_hash, "revision": {"$lt": revision}},
-                         {"$set": {"revision": revision}}, upsert=True)
-               for h in member_hashes if h != moved_in]
+        # one update per member: FerretDB 1.24 answers a bulk write with a duplicate-key upsert in a
+        # shape PyMongo cannot read
+        await asyncio.gather(*(self._member(h, kk_hash, revision) for h in member_hashes if h != moved_in))
         if moved_in is not None:  # the person now belongs here, whatever household held them before
-            ops.append(UpdateOne({"_id": moved_in}, {"$set": {"kk": kk_hash, "revision": revision}}, upsert=True))
-        if ops:
-            try:
-                await self.members.bulk_write(ops, ordered=False)
-            except BulkWriteError as exc:  # members held by another household keep their household
-                if not is_duplicate_key(exc):
-                    raise
+            await self.members.update_one({"_id": moved_in}, {"$set": {"kk": kk_hash, "revision": revision}},
+                                          upsert=True)
         if moved_out is not None:
             await self.members.delete_one({"_id": moved_out, "kk": kk_hash})
         return True
 
+    async def _member(self, nik_hash: str, kk_hash: str, revision: int) -> None:
+        # a duplicate key: the person belongs to another household now (a transfer), or this revision is stale
+        with suppress(DuplicateKeyError):
+            await self.members.update_one({"_id": nik_hash, "kk": kk_hash, "revision": {"$lte": revision}},
+                                          {"$set": {"revision": revision}}, upsert=True)
+
     async def save_complaint(self, c: ComplaintContact) -> None:
         await self.complaints.update_one({"_id": c.complaint_id}, {"$set": {
-            "recipient_key": c.recipient_key, "phone": c.phone, "nik_hash": c.nik_hash, "kk_hash": c.kk_hash,
+            "phone": c.phone, "nik_hash": c.nik_hash, "kk_hash": c.kk_hash,
             "case_number": c.case_number, "village_code": c.village_code}}, upsert=True)
 
     async def save_case(self, case: CaseInfo) -> None:
@@ -124,7 +129,7 @@ class MongoContactBook:
         doc = await self.complaints.find_one({"_id": complaint_id})
         if doc is None:
             return None
-        return ComplaintContact(complaint_id=complaint_id, recipient_key=doc["recipient_key"], phone=doc.get("phone"),
+        return ComplaintContact(complaint_id=complaint_id, phone=doc.get("phone"),
                                 nik_hash=doc.get("nik_hash"), kk_hash=doc.get("kk_hash"),
                                 case_number=doc["case_number"], village_code=doc["village_code"])
 

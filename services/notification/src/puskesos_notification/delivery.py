@@ -92,8 +92,7 @@ class Deliverer:
         else:
             NOTIFICATIONS.labels(template=n.template_id, outcome=outcome.get("reason", state.value)).inc()
             log.info("notification_finished", notification_id=str(n.notification_id), template=n.template_id,
-                     state=state.value, reason=outcome.get("reason"), attempts=outcome.get("attempts"),
-                     recipient=n.recipient.address_masked)
+                     state=state.value, reason=outcome.get("reason"), attempts=outcome.get("attempts"))
         await self._publish(finished)
         return finished
 

@@ -85,6 +85,13 @@ class Planned:
     template_id: str
     values: dict[str, str]
     reach: Reach
+    #: Context the text needs that has not arrived yet (the aid round, the case); worth waiting for.
+    missing: str = ""
+
+    @property
+    def waiting_for(self) -> str:
+        """Why this message should wait for a retry ("" when it can go now)."""
+        return self.reach.detail if self.reach.unknown else self.missing
 
 
 class DeliveryState(StrEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from lokal import format_rupiah, mask_pii, parse_phone, partial_mask, terbilang
+from lokal import PiiType, format_rupiah, mask_pii, parse_phone, partial_mask, terbilang
 from puskesos_shared.regions import village_name
 
 MONTHS = ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus", "September",
@@ -24,7 +24,7 @@ WIT = dt.timezone(dt.timedelta(hours=9), "WIT")
 _WITA_PROVINCES = {"51", "52", "53", "63", "64", "65"}  # Bali, NTB, NTT, Kalimantan Selatan/Timur/Utara
 
 #: Identity numbers that never appear in clear in a message (free text included).
-IDENTITY_TYPES = ("NIK", "KK", "BANK_ACCOUNT", "NPWP", "BPJS", "CARD")
+IDENTITY_TYPES: tuple[PiiType, ...] = ("NIK", "KK", "BANK_ACCOUNT", "NPWP", "BPJS", "CARD")
 _SPACES = re.compile(r"[ \t]+")
 
 

@@ -6,12 +6,14 @@ Two durable consumers, so that slow provider calls never hold back the projectio
   AidAllocated → the contact projection (idempotent upserts);
 * ``notification``: the events people must hear about → plan, render, deliver once.
 
-A recipient that is not known yet (the household or the case has not reached the projection)
-is a transient condition: the event is retried with the consumer's backoff for
-``contact_wait_attempts`` deliveries (by default 6: about 15 s of delays), the other recipients
-being served meanwhile; after that the notification is recorded as failed with ``no_contact``
-and the detail, and the event is acknowledged. Waiting is bounded by deliveries, not by the
-event's age, so replaying old events does not skip anyone.
+A recipient that is not known yet (the household or the case has not reached the projection),
+or context the text needs (the aid round, the case number) that has not arrived, is a transient
+condition: the event is retried with the consumer's backoff for ``contact_wait_attempts``
+deliveries (by default 6: about 15 s of delays), the other recipients being served meanwhile.
+After that the message goes out with what is known (a text without the collection period), or,
+with no phone number, is recorded as failed with ``no_contact`` and the detail; the event is
+acknowledged. Waiting is bounded by deliveries, not by the event's age, so replaying old events
+does not skip anyone.
 """
 
 from __future__ import annotations
@@ -49,43 +51,48 @@ class ContactProjection:
         self._book, self._keys = book, keys
 
     async def handle(self, event: Event, delivery: Delivery) -> None:
-        keys = self._keys
         match event:
             case HouseholdRegistered():
                 await self._household(event.data.household, event.data.revision)
             case HouseholdUpdated():
-                data = event.data
-                moved = keys.nik(data.transferred_nik) if data.transferred_nik else None
-                await self._household(
-                    data.household, data.revision,
-                    moved_in=moved if data.change is HouseholdChangeKind.TRANSFER_IN else None,
-                    moved_out=moved if data.change is HouseholdChangeKind.TRANSFER_OUT else None,
-                )
+                await self._household_updated(event)
             case ComplaintFiled():
-                data = event.data
-                person = data.complainant
-                phone = whatsapp_number(person.contact_phone) if person.contact_phone else None
-                key = keys.nik(person.nik) if person.nik else keys.phone(phone or person.contact_phone or "")
-                await self._book.save_complaint(ComplaintContact(
-                    complaint_id=str(data.complaint_id), recipient_key=key, phone=phone,
-                    nik_hash=keys.nik(person.nik) if person.nik else None,
-                    kk_hash=keys.kk(person.kk_number) if person.kk_number else None,
-                    case_number=data.case_number, village_code=data.village_code))
+                await self._complaint(event)
             case CaseOpened():
-                data = event.data
-                await self._book.save_case(CaseInfo(
-                    case_id=str(data.case_id), case_number=data.case_number, complaint_id=str(data.complaint_id),
-                    village_code=data.village_code,
-                    nik_hash=keys.nik(data.subject_nik) if data.subject_nik else None,
-                    kk_hash=keys.kk(data.kk_number) if data.kk_number else None))
+                await self._case(event)
             case AidRoundOpened():
-                data = event.data
-                await self._book.save_round(RoundInfo(round_id=str(data.round_id), name=data.name,
-                                                      program=data.program, period_start=data.period_start,
-                                                      period_end=data.period_end))
+                r = event.data
+                await self._book.save_round(RoundInfo(round_id=str(r.round_id), name=r.name, program=r.program,
+                                                      period_start=r.period_start, period_end=r.period_end))
             case AidAllocated():
-                data = event.data
-                await self._book.save_allocation(str(data.allocation_id), data.village_code, keys.kk(data.kk_number))
+                a = event.data
+                await self._book.save_allocation(str(a.allocation_id), a.village_code, self._keys.kk(a.kk_number))
+
+    async def _household_updated(self, event: HouseholdUpdated) -> None:
+        data = event.data
+        moved = self._keys.nik(data.transferred_nik) if data.transferred_nik else None
+        await self._household(
+            data.household, data.revision,
+            moved_in=moved if data.change is HouseholdChangeKind.TRANSFER_IN else None,
+            moved_out=moved if data.change is HouseholdChangeKind.TRANSFER_OUT else None,
+        )
+
+    async def _complaint(self, event: ComplaintFiled) -> None:
+        keys, data = self._keys, event.data
+        person = data.complainant
+        phone = whatsapp_number(person.contact_phone) if person.contact_phone else None
+        await self._book.save_complaint(ComplaintContact(
+            complaint_id=str(data.complaint_id), phone=phone,
+            nik_hash=keys.nik(person.nik) if person.nik else None,
+            kk_hash=keys.kk(person.kk_number) if person.kk_number else None,
+            case_number=data.case_number, village_code=data.village_code))
+
+    async def _case(self, event: CaseOpened) -> None:
+        keys, data = self._keys, event.data
+        await self._book.save_case(CaseInfo(
+            case_id=str(data.case_id), case_number=data.case_number, complaint_id=str(data.complaint_id),
+            village_code=data.village_code, nik_hash=keys.nik(data.subject_nik) if data.subject_nik else None,
+            kk_hash=keys.kk(data.kk_number) if data.kk_number else None))
 
     async def _household(self, household: Household, revision: int, *, moved_in: str | None = None,
                          moved_out: str | None = None) -> None:
@@ -104,11 +111,11 @@ class Notifier:
     async def handle(self, event: Event, delivery: Delivery) -> None:
         planned = await self._router.plan(event)
         keep_waiting = delivery.attempt < self._wait
-        waiting = [p for p in planned if p.reach.unknown]
+        waiting = [p for p in planned if p.waiting_for]
         for p in planned:
-            if p.reach.unknown and keep_waiting:
+            if p.waiting_for and keep_waiting:
                 continue
             notification = build_notification(event, p, render(p.template_id, p.values))
             await self._deliverer.deliver(notification)
         if waiting and keep_waiting:
-            raise TransientError(f"{len(waiting)} recipient(s) not known yet: {waiting[0].reach.detail}")
+            raise TransientError(f"{len(waiting)} message(s) waiting: {waiting[0].waiting_for}")

@@ -166,7 +166,7 @@ def aid_allocated(event: AidAllocated, round_info: RoundInfo | None) -> dict[str
         "name": data.recipient_name,
         "kk": mask_kk(data.kk_number),
         "program": _program(round_info),
-        "round": f" ({round_info.name})" if round_info else "",
+        "round": f" pada penyaluran {round_info.name}" if round_info else "",
         "amount": rupiah_in_words(data.amount),
         "payout": payout,
     }

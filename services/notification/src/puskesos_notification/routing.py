@@ -52,6 +52,8 @@ ROLES_BY_LEVEL = {
     EscalationLevel.DINAS_SOSIAL: (OfficerRole.OPERATOR,),
 }
 DISBURSEMENT_ROLES = (OfficerRole.COORDINATOR, OfficerRole.OPERATOR)
+NO_ROUND = "the aid round is not known here yet (no AidRoundOpened)"
+NO_CASE = "the case is not known here yet (no CaseOpened)"
 
 
 class Router:
@@ -74,38 +76,36 @@ class Router:
                 kk = self._keys.kk(event.data.kk_number)
                 info = await self._contacts.round(str(event.data.round_id))
                 return [self._resident(kk, "aid_allocated", messages.aid_allocated(event, info),
-                                       await self._household_reach(kk))]
+                                       await self._household_reach(kk), "" if info else NO_ROUND)]
             case AidDisbursed():
                 kk = self._keys.kk(event.data.kk_number)
                 info = await self._contacts.round(str(event.data.round_id))
                 village = event.village_code or await self._contacts.allocation_village(str(event.data.allocation_id))
                 return [self._resident(kk, "aid_disbursed", messages.aid_disbursed(event, info, village),
-                                       await self._household_reach(kk))]
+                                       await self._household_reach(kk), "" if info else NO_ROUND)]
             case DisbursementFailed():
                 if not event.data.final:
                     return []
                 info = await self._contacts.round(str(event.data.round_id))
                 village = event.village_code or await self._contacts.allocation_village(str(event.data.allocation_id))
                 return await self._officers("disbursement_failed", messages.disbursement_failed(event, info),
-                                            village, DISBURSEMENT_ROLES)
+                                            village, DISBURSEMENT_ROLES, "" if info else NO_ROUND)
             case CaseEscalated():
                 case = await self._contacts.case(str(event.data.case_id))
                 village = event.village_code or (case.village_code if case else None)
                 return await self._officers("case_escalated", messages.case_escalated(event, case, village),
-                                            village, ROLES_BY_LEVEL[event.data.to_level])
+                                            village, ROLES_BY_LEVEL[event.data.to_level], "" if case else NO_CASE)
         return []
 
     @staticmethod
-    def _resident(key: str, template_id: str, values: dict[str, str], reach: Reach) -> Planned:
-        return Planned(RecipientKind.RESIDENT, key, template_id, values, reach)
+    def _resident(key: str, template_id: str, values: dict[str, str], reach: Reach, missing: str = "") -> Planned:
+        return Planned(RecipientKind.RESIDENT, key, template_id, values, reach, missing)
 
     async def _complaint_receipt(self, event: ComplaintFiled) -> Planned:
         person = event.data.complainant
         contact = whatsapp_number(person.contact_phone) if person.contact_phone else None
-        if person.nik:
-            key = self._keys.nik(person.nik)
-        else:  # anonymous: the contract guarantees a contact phone
-            key = self._keys.phone(contact or person.contact_phone or "")
+        # anonymous complainants are known by their contact phone (the contract requires one)
+        key = self._keys.nik(person.nik) if person.nik else self._keys.phone(contact or person.contact_phone or "")
         reach = await self._person_reach(
             contact,
             self._keys.kk(person.kk_number) if person.kk_number else None,
@@ -116,7 +116,7 @@ class Router:
     async def _case_complainant(self, case_id: str) -> tuple[messages.CaseInfo | None, Reach]:
         case = await self._contacts.case(case_id)
         if case is None:
-            return None, Reach(unknown=True, detail="the case is not known here yet (no CaseOpened)")
+            return None, Reach(unknown=True, detail=NO_CASE)
         complaint = await self._contacts.complaint(case.complaint_id) if case.complaint_id else None
         if complaint is not None:
             return case, await self._person_reach(complaint.phone, complaint.kk_hash, complaint.nik_hash)
@@ -144,17 +144,17 @@ class Router:
         return Reach(phone=household.phone)
 
     async def _officers(self, template_id: str, values: dict[str, str], village: str | None,
-                        roles: tuple[OfficerRole, ...]) -> list[Planned]:
+                        roles: tuple[OfficerRole, ...], missing: str) -> list[Planned]:
         role_names = "/".join(r.value for r in roles)
         if village is None:
             return [Planned(RecipientKind.OFFICER, f"unassigned:{role_names}", template_id, values,
-                            Reach(unknown=True, detail="the village of the event is not known here yet"))]
+                            Reach(unknown=True, detail="the village of the event is not known here yet"), missing)]
         officers = await self._directory.officers_covering(village, roles)
         if not officers:
             return [Planned(RecipientKind.OFFICER, f"unassigned:{role_names}:{village}", template_id, values,
-                            Reach(detail=f"no {role_names} in the directory covers {village}"))]
+                            Reach(detail=f"no {role_names} in the directory covers {village}"), missing)]
         return [
             Planned(RecipientKind.COORDINATOR if o.role is OfficerRole.COORDINATOR else RecipientKind.OFFICER,
-                    o.officer_id, template_id, values, Reach(phone=o.phone))
+                    o.officer_id, template_id, values, Reach(phone=o.phone), missing)
             for o in officers
         ]

@@ -15,7 +15,7 @@ from puskesos_shared.settings import ServiceSettings
 from pydantic import Field, SecretStr, model_validator
 
 #: Used only when PUSKESOS_NOTIFY_HASH_SECRET is unset (development); the service logs a warning.
-DEVELOPMENT_HASH_SECRET = "puskesos-notification-development-only-hash-secret"
+DEVELOPMENT_HASH_SECRET = "puskesos-notification-development-only-hash-secret"  # noqa: S105
 
 
 class NotificationSettings(ServiceSettings):

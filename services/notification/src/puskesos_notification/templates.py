@@ -51,7 +51,7 @@ _CATALOGUE = (
              "Yth. {name}, keluarga Anda (KK {kk}) ditetapkan sebagai penerima {program}{round} sebesar "
              "{amount}. {payout} Bantuan ini gratis, tidak dipungut biaya apa pun."),
     Template("aid_disbursed", 1, Audience.RESIDENT,
-             "Puskesos: bantuan {program} sebesar {amount} untuk keluarga dengan KK {kk} telah disalurkan "
+             "Puskesos: {program} sebesar {amount} untuk keluarga dengan KK {kk} telah disalurkan "
              "pada {disbursed_at}. Nomor referensi: {reference}. Jika bantuan belum Anda terima, "
              "hubungi {puskesos}."),
     Template("disbursement_failed", 1, Audience.OFFICER,

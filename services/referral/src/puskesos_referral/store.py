@@ -1,20 +1,40 @@
-"""Persistence port of the referral service and its MongoDB adapter (runs on FerretDB 1.24 too).
+"""Persistence port of the referral service and its MongoDB adapter, correct on FerretDB 1.24 too.
 
-Collections:
+FerretDB 1.24 applies an update by reading the document and writing the whole document back,
+without comparing: two concurrent conditional updates (``find_one_and_update`` with a version
+in the filter, ``$inc``) can both "succeed" and one change is lost. The only write it makes
+atomic is an insert under a unique key. So every decision here is claimed by an insert:
 
-* ``cases``: one document per case (``_id`` = case id), the ``Case`` model in JSON form plus the
-  outbox (``_outbox``). Every change is one ``find_one_and_update`` guarded by ``version``, with
-  the events it produces pushed into ``_outbox`` in the same write.
-* ``households``: the projection of HouseholdRegistered/HouseholdUpdated (``_id`` = KK number);
-  a revision only replaces an older one.
-* ``rule_sets``: published assessment rule sets (``_id`` = version tag), immutable.
-* ``referrals`` and ``counters``: referral numbers, unique per village and year
-  (``RJK/{village digits}/{year}/{sequence}``), reserved per referral id so a retry reuses its number.
+* ``case_changes`` (the source of truth, insert-only, never modified): one document per case
+  version, ``_id`` = ``{case_id}:{version:06d}``, holding the full case state at that version
+  and the events of the change (``events``: the outbox, stored in the same insert). Whoever
+  inserts version v+1 first made the change; a concurrent writer gets a duplicate key, re-reads
+  and decides again.
+* ``published`` (insert-only): ``_id`` = change id, written once every event of that change was
+  confirmed by the broker (an insert, because FerretDB updates are slow and not atomic).
+* ``cases`` (read model for lists and the escalation sweep): the latest state of each case,
+  rolled forward after every change (``sync_case``). Writers decide on it (``current``) and probe
+  the change log (``latest``: versions are contiguous, so ``{case_id}:{v+1}``, ... by ``_id``) only
+  after losing a claim, because every read costs: FerretDB 1.24 on SQLite scans the whole
+  collection even for an ``_id`` lookup (its ``_id`` index is on another JSON expression than the
+  one its queries use); only the unique check of an insert uses an index. On MongoDB all of these
+  are index lookups.
+* ``pending`` (markers, one per command or escalation writer, written before the claim and
+  removed once the change is published): what a crash or a broker outage left half done; the
+  sweep reads this small collection instead of scanning every change. (Changes caused by an
+  event need none: the event is acknowledged only after publishing, so it is redelivered.)
+* ``household_revisions`` (insert-only): every revision of HouseholdRegistered/Updated, once.
+  ``households``: the highest revision per KK, rolled forward like ``cases`` (a writer checks
+  for the next revision after writing, so a slower writer of an older revision cannot win).
+* ``rule_sets`` (insert-only): published assessment rule sets, ``_id`` = version tag.
+* ``referral_numbers`` (insert-only): ``_id`` = the number ``RJK/{village digits}/{year}/{seq}``,
+  unique per referral id too; the next number is claimed by inserting it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -22,30 +42,43 @@ from typing import Any, Protocol
 from puskesos_shared.contracts.envelope import Event
 from puskesos_shared.contracts.intake import Household
 from puskesos_shared.mongo import Document, insert_once, is_duplicate_key
-from puskesos_shared.outbox import OUTBOX_FIELD, outbox_entries
+from puskesos_shared.outbox import outbox_entries
 from puskesos_shared.regions import village_digits
 from puskesos_shared.topology import Topology
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from .domain.case import Case, CaseStatus
 from .domain.rules import RuleSet
 
 Entries = list[dict[str, Any]]
-LIST_PROJECTION = {"assessments": 0, "commands": 0, OUTBOX_FIELD: 0}
+LIST_PROJECTION = {"assessments": 0, "commands": 0}
+MAX_NUMBER_ATTEMPTS = 50
+#: A marker whose change was never claimed is dropped after this long (the claim follows it at once).
+ABANDONED_MARKER_SECONDS = 120.0
+
+
+def change_id(case_id: uuid.UUID, version: int) -> str:
+    return f"{case_id}:{version:06d}"
 
 
 class CaseStore(Protocol):
-    async def insert_case(self, case: Case, events: Sequence[Event]) -> Entries | None: ...
-    async def get_case(self, case_id: uuid.UUID) -> Case | None: ...
-    async def pending_entries(self, case_id: uuid.UUID) -> Entries: ...
-    async def save(self, case: Case, expected_version: int, events: Sequence[Event]) -> Entries | None: ...
+    async def append(self, case: Case, events: Sequence[Event]) -> Entries | None: ...
+    async def latest(self, case_id: uuid.UUID, *, at_least: int = 0) -> Case | None: ...
+    async def current(self, case_id: uuid.UUID) -> Case | None: ...
+    async def sync_case(self, case: Case) -> None: ...
+    async def mark_pending(self, case: Case) -> str: ...
+    async def clear_pending(self, marker: str) -> None: ...
+    async def pending(self, limit: int) -> list[Document]: ...
+    async def change(self, case_id: uuid.UUID, version: int) -> tuple[Case, Entries] | None: ...
+    async def mark_published(self, case_id: uuid.UUID, version: int) -> None: ...
+    async def unpublished(self, case_id: uuid.UUID, version: int) -> Entries: ...
     async def escalation_candidates(self, before: dt.date, limit: int) -> list[Case]: ...
     async def find_cases(self, query: Document, *, skip: int, limit: int) -> tuple[list[Case], int]: ...
-    async def apply_household(self, *, kk_number: str, household_id: uuid.UUID, household: Household,
-                              revision: int, event_id: uuid.UUID) -> bool: ...
+    async def all_cases(self, query: Document) -> list[Case]: ...
+    async def add_household_revision(self, *, kk_number: str, household_id: uuid.UUID, household: Household,
+                                     revision: int, event_id: uuid.UUID) -> bool: ...
     async def household(self, kk_number: str) -> tuple[Household, int] | None: ...
     async def kk_of_member(self, nik: str) -> str | None: ...
     async def add_rule_set(self, rule_set: RuleSet, *, published_by: str, now: dt.datetime) -> bool: ...
@@ -54,101 +87,183 @@ class CaseStore(Protocol):
     async def rule_set_index(self, name: str) -> list[Document]: ...
     async def reserve_referral_number(self, referral_id: uuid.UUID, case_id: uuid.UUID, village_code: str,
                                       year: int) -> str: ...
-    async def referral_owner(self, *, referral_id: uuid.UUID | None, number: str | None) -> tuple[uuid.UUID, uuid.UUID] | None: ...
+    async def referral_owner(self, *, referral_id: uuid.UUID | None,
+                             number: str | None) -> tuple[uuid.UUID, uuid.UUID] | None: ...
 
 
-def case_document(case: Case) -> Document:
-    return {"_id": str(case.case_id), **case.model_dump(mode="json")}
-
-
-def case_from(doc: Document) -> Case:
-    body = {k: v for k, v in doc.items() if k not in ("_id", OUTBOX_FIELD)}
+def _case(doc: Document, key: str | None = None) -> Case:
+    body = doc[key] if key else {k: v for k, v in doc.items() if k != "_id"}
     return Case.model_validate(body)
 
 
 class MongoCaseStore:
     def __init__(self, db: AsyncDatabase[Document], topology: Topology) -> None:
         self.topology = topology
+        self.changes: AsyncCollection[Document] = db["case_changes"]
         self.cases: AsyncCollection[Document] = db["cases"]
+        self.markers: AsyncCollection[Document] = db["pending"]
+        self.published: AsyncCollection[Document] = db["published"]
+        self.revisions: AsyncCollection[Document] = db["household_revisions"]
         self.households: AsyncCollection[Document] = db["households"]
         self.rule_sets: AsyncCollection[Document] = db["rule_sets"]
-        self.referrals: AsyncCollection[Document] = db["referrals"]
-        self.counters: AsyncCollection[Document] = db["counters"]
+        self.numbers: AsyncCollection[Document] = db["referral_numbers"]
 
     async def create_indexes(self) -> None:
+        await self.changes.create_index([("case_id", ASCENDING), ("version", DESCENDING)], name="case_version",
+                                        unique=True)
         await self.cases.create_index([("village_code", ASCENDING), ("status", ASCENDING)], name="village_status")
         await self.cases.create_index([("kecamatan_code", ASCENDING), ("status", ASCENDING)], name="kecamatan_status")
         await self.cases.create_index([("status", ASCENDING), ("level_due_on", ASCENDING)], name="escalation")
-        await self.cases.create_index([("complaint_id", ASCENDING)], name="complaint", unique=True)
         await self.households.create_index([("niks", ASCENDING)], name="member_niks")
         await self.rule_sets.create_index([("name", ASCENDING), ("version", DESCENDING)], name="name_version",
                                           unique=True)
-        await self.referrals.create_index([("referral_number", ASCENDING)], name="referral_number", unique=True)
+        await self.numbers.create_index([("referral_id", ASCENDING)], name="referral_id", unique=True)
+        await self.numbers.create_index([("village_code", ASCENDING), ("year", ASCENDING), ("seq", DESCENDING)],
+                                        name="village_year_seq")
 
     # cases ----------------------------------------------------------------------------------------
-    async def insert_case(self, case: Case, events: Sequence[Event]) -> Entries | None:
-        """Inserts a new case with its events in the outbox; None when the case already exists."""
+    async def append(self, case: Case, events: Sequence[Event]) -> Entries | None:
+        """Claims ``case.version`` with its events in the outbox; None when that version was taken."""
         entries = outbox_entries(events, self.topology)
-        inserted = await insert_once(self.cases, {**case_document(case), OUTBOX_FIELD: entries})
-        return entries if inserted else None
+        doc = {"_id": change_id(case.case_id, case.version), "case_id": str(case.case_id), "version": case.version,
+               "state": case.model_dump(mode="json"), "events": entries}
+        return entries if await insert_once(self.changes, doc) else None
 
-    async def get_case(self, case_id: uuid.UUID) -> Case | None:
-        doc = await self.cases.find_one({"_id": str(case_id)}, {OUTBOX_FIELD: 0})
-        return case_from(doc) if doc else None
+    async def latest(self, case_id: uuid.UUID, *, at_least: int = 0) -> Case | None:
+        """The latest version of a case: from the read model's version (or ``at_least``), probe upwards."""
+        current = None if at_least else await self.cases.find_one({"_id": str(case_id)})
+        version = int(current["version"]) if current else 0
+        found: Document | None = None
+        if at_least > version:  # a claimed version the caller knows: no need to read the read model
+            version = at_least
+            found = await self.changes.find_one({"_id": change_id(case_id, version)}, {"state": 1})
+        while True:
+            probe = await self.changes.find_one({"_id": change_id(case_id, version + 1)}, {"state": 1})
+            if probe is None:
+                break
+            found, version = probe, version + 1
+        if found is not None:
+            return _case(found, "state")
+        return _case(current) if current else None  # the read model holds the state of its version
 
-    async def pending_entries(self, case_id: uuid.UUID) -> Entries:
-        doc = await self.cases.find_one({"_id": str(case_id)}, {OUTBOX_FIELD: 1})
-        return list((doc or {}).get(OUTBOX_FIELD) or [])
+    async def current(self, case_id: uuid.UUID) -> Case | None:
+        """The read model's state of a case (possibly behind ``latest``; a claim based on it then fails)."""
+        doc = await self.cases.find_one({"_id": str(case_id)})
+        return _case(doc) if doc else await self.latest(case_id)
 
-    async def save(self, case: Case, expected_version: int, events: Sequence[Event]) -> Entries | None:
-        """Writes ``case`` if the stored one still has ``expected_version``; None when it changed meanwhile."""
-        if case.version != expected_version + 1:
-            raise ValueError("a saved case must be exactly one version ahead")
-        entries = outbox_entries(events, self.topology)
-        update: Document = {"$set": case.model_dump(mode="json")}
-        if entries:
-            update["$push"] = {OUTBOX_FIELD: {"$each": entries}}
-        found = await self.cases.find_one_and_update(
-            {"_id": str(case.case_id), "version": expected_version}, update,
-            projection={"_id": 1}, return_document=ReturnDocument.AFTER,
-        )
-        return entries if found is not None else None
+    async def sync_case(self, case: Case) -> None:
+        """Rolls the read model forward to ``case`` or newer (the loop undoes a slower writer's older state)."""
+        if case.version == 1 and await insert_once(self.cases, {"_id": str(case.case_id),
+                                                                **case.model_dump(mode="json")}):
+            return  # a new case: anyone writing a later version replaces this after us
+        current = case if case.version > 1 else (await self.latest(case.case_id, at_least=1) or case)
+        while True:
+            doc = {"_id": str(current.case_id), **current.model_dump(mode="json")}
+            try:
+                await self.cases.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+            except Exception as exc:
+                if not is_duplicate_key(exc):  # two first writes of one case: the loser replaces next turn
+                    raise
+                continue
+            following = await self.changes.find_one({"_id": change_id(current.case_id, current.version + 1)},
+                                                    {"state": 1})
+            if following is None:
+                return
+            current = await self.latest(current.case_id, at_least=current.version + 1) or _case(following, "state")
+
+    async def mark_pending(self, case: Case) -> str:
+        """A marker for the change about to be claimed (one per writer: contenders never share one)."""
+        marker = f"{change_id(case.case_id, case.version)}:{uuid.uuid4().hex[:8]}"
+        await self.markers.insert_one({"_id": marker, "case_id": str(case.case_id), "version": case.version,
+                                       "marked_at": time.time()})
+        return marker
+
+    async def clear_pending(self, marker: str) -> None:
+        await self.markers.delete_one({"_id": marker})
+
+    async def pending(self, limit: int) -> list[Document]:
+        """Markers of changes that may be unfinished, oldest first; ``abandoned`` when old and never claimed."""
+        docs = await self.markers.find({}).sort("marked_at", ASCENDING).limit(limit).to_list()
+        cutoff = time.time() - ABANDONED_MARKER_SECONDS
+        return [{**doc, "abandoned": doc["marked_at"] < cutoff} for doc in docs]
+
+    async def change(self, case_id: uuid.UUID, version: int) -> tuple[Case, Entries] | None:
+        doc = await self.changes.find_one({"_id": change_id(case_id, version)})
+        return (_case(doc, "state"), list(doc.get("events") or [])) if doc else None
+
+    async def mark_published(self, case_id: uuid.UUID, version: int) -> None:
+        await insert_once(self.published, {"_id": change_id(case_id, version)})
+
+    async def unpublished(self, case_id: uuid.UUID, version: int) -> Entries:
+        """The events of a change not yet confirmed as published (empty when published or absent)."""
+        if await self.published.find_one({"_id": change_id(case_id, version)}) is not None:
+            return []
+        found = await self.change(case_id, version)
+        return found[1] if found else []
 
     async def escalation_candidates(self, before: dt.date, limit: int) -> list[Case]:
         query = {"status": {"$ne": CaseStatus.CLOSED.value}, "level": {"$ne": "dinas_sosial"},
                  "level_due_on": {"$lt": before.isoformat()}}
-        cursor = self.cases.find(query, {OUTBOX_FIELD: 0}).sort("level_due_on", ASCENDING).limit(limit)
-        return [case_from(doc) async for doc in cursor]
+        cursor = self.cases.find(query).sort("level_due_on", ASCENDING).limit(limit)
+        return [_case(doc) async for doc in cursor]
 
     async def find_cases(self, query: Document, *, skip: int, limit: int) -> tuple[list[Case], int]:
         total = await self.cases.count_documents(query)
         cursor = (self.cases.find(query, LIST_PROJECTION)
                   .sort([("sla_due_on", ASCENDING), ("_id", ASCENDING)]).skip(skip).limit(limit))
-        return [case_from(doc) async for doc in cursor], total
+        return [_case(doc) async for doc in cursor], total
+
+    async def all_cases(self, query: Document) -> list[Case]:
+        return [_case(doc) async for doc in self.cases.find(query, LIST_PROJECTION)]
 
     # households -----------------------------------------------------------------------------------
-    async def apply_household(self, *, kk_number: str, household_id: uuid.UUID, household: Household,
-                              revision: int, event_id: uuid.UUID) -> bool:
-        """Stores the household at ``revision`` unless that or a newer revision is already there."""
-        doc = {"household_id": str(household_id), "revision": revision,
-               "household": household.model_dump(mode="json"), "niks": [m.nik for m in household.members],
-               "event_id": str(event_id)}
-        try:
-            result = await self.households.update_one({"_id": kk_number, "revision": {"$lt": revision}},
-                                                      {"$set": doc}, upsert=True)
-        except DuplicateKeyError:
-            return False  # the stored revision is the same or newer
-        return bool(result.modified_count or result.upserted_id is not None)
+    async def add_household_revision(self, *, kk_number: str, household_id: uuid.UUID, household: Household,
+                                     revision: int, event_id: uuid.UUID) -> bool:
+        """Stores one revision and rolls the projection forward; False when it was stored before.
+
+        A first revision of a new family card (bulk registrations) costs two inserts and no read.
+        """
+        doc = {"_id": f"{kk_number}:{revision:06d}", "kk_number": kk_number, "revision": revision,
+               "household_id": str(household_id), "household": household.model_dump(mode="json"),
+               "niks": [m.nik for m in household.members], "event_id": str(event_id)}
+        stored = await insert_once(self.revisions, doc)
+        if not (stored and revision == 1 and await insert_once(self.households, {**doc, "_id": kk_number})):
+            await self.sync_household(kk_number, revision)  # also completes what a crash interrupted
+        return stored
+
+    async def sync_household(self, kk_number: str, revision: int) -> None:
+        """Rolls ``households`` forward to ``revision`` or the newest stored revision after it.
+
+        Revisions count up by one, so newer ones are found by ``_id``. The loop ends only once the
+        head shows at least the newest revision seen, so a slower writer that put an older revision
+        back is corrected by the writer of the newer one, whichever finishes last. (A revision that
+        arrives before its predecessor waits for it, as the probing stops at the gap.)
+        """
+        target = revision
+        while True:
+            while await self.revisions.find_one({"_id": f"{kk_number}:{target + 1:06d}"}, {"_id": 1}) is not None:
+                target += 1
+            head = await self.households.find_one({"_id": kk_number}, {"revision": 1})
+            if head is not None and int(head["revision"]) >= target:
+                return
+            doc = await self.revisions.find_one({"_id": f"{kk_number}:{target:06d}"})
+            if doc is None:  # pragma: no cover - revisions are stored before they are synced
+                return
+            try:
+                await self.households.replace_one({"_id": kk_number}, {**doc, "_id": kk_number}, upsert=True)
+            except Exception as exc:
+                if not is_duplicate_key(exc):  # two first writes of one KK: the loser replaces next turn
+                    raise
 
     async def household(self, kk_number: str) -> tuple[Household, int] | None:
+        """The highest revision of a family card."""
         doc = await self.households.find_one({"_id": kk_number})
-        if doc is None:
-            return None
-        return Household.model_validate(doc["household"]), int(doc["revision"])
+        return (Household.model_validate(doc["household"]), int(doc["revision"])) if doc else None
 
     async def kk_of_member(self, nik: str) -> str | None:
-        doc = await self.households.find_one({"niks": nik}, {"_id": 1})
-        return str(doc["_id"]) if doc else None
+        """The one KK whose latest revision lists ``nik`` (None if none or, after transfers, ambiguous)."""
+        kks = sorted({str(doc["_id"]) async for doc in self.households.find({"niks": nik}, {"_id": 1})})
+        return kks[0] if len(kks) == 1 else None
 
     # rule sets ------------------------------------------------------------------------------------
     async def add_rule_set(self, rule_set: RuleSet, *, published_by: str, now: dt.datetime) -> bool:
@@ -173,31 +288,32 @@ class MongoCaseStore:
     # referral numbers -----------------------------------------------------------------------------
     async def reserve_referral_number(self, referral_id: uuid.UUID, case_id: uuid.UUID, village_code: str,
                                       year: int) -> str:
-        """The number of ``referral_id``: the one reserved before, or the next in the village's year."""
-        existing = await self.referrals.find_one({"_id": str(referral_id)})
-        if existing is not None:
-            return str(existing["referral_number"])
+        """The number of ``referral_id``: the one reserved before, or the next free one of the village's year."""
+        mine = await self.numbers.find_one({"referral_id": str(referral_id)})
+        if mine is not None:
+            return str(mine["_id"])
         digits = village_digits(village_code)
-        counter = await self.counters.find_one_and_update(
-            {"_id": f"referral:{digits}:{year}"}, {"$inc": {"seq": 1}}, upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        number = f"RJK/{digits}/{year}/{int(counter['seq']):05d}"
-        try:
-            await self.referrals.insert_one({"_id": str(referral_id), "referral_number": number,
-                                             "case_id": str(case_id), "village_code": village_code, "year": year})
-        except Exception as exc:
-            if not is_duplicate_key(exc):
-                raise
-            again = await self.referrals.find_one({"_id": str(referral_id)})
-            if again is None:  # pragma: no cover - the number itself collided: a corrupted counter
-                raise
-            return str(again["referral_number"])  # a concurrent retry of the same command won
-        return number
+        last = await self.numbers.find_one({"village_code": village_code, "year": year}, {"seq": 1},
+                                           sort=[("seq", DESCENDING)])
+        seq = int(last["seq"]) + 1 if last else 1
+        for _ in range(MAX_NUMBER_ATTEMPTS):
+            number = f"RJK/{digits}/{year}/{seq:05d}"
+            try:
+                await self.numbers.insert_one({"_id": number, "referral_id": str(referral_id), "case_id": str(case_id),
+                                               "village_code": village_code, "year": year, "seq": seq})
+                return number
+            except Exception as exc:
+                if not is_duplicate_key(exc):
+                    raise
+            mine = await self.numbers.find_one({"referral_id": str(referral_id)})
+            if mine is not None:  # a concurrent retry of the same command took a number first
+                return str(mine["_id"])
+            seq += 1  # another referral took this number: try the next
+        raise RuntimeError(f"no free referral number after {MAX_NUMBER_ATTEMPTS} attempts")
 
     async def referral_owner(self, *, referral_id: uuid.UUID | None,
                              number: str | None) -> tuple[uuid.UUID, uuid.UUID] | None:
         """(referral id, case id) of a referral given by id or by number."""
-        query = {"_id": str(referral_id)} if referral_id is not None else {"referral_number": number}
-        doc = await self.referrals.find_one(query)
-        return (uuid.UUID(doc["_id"]), uuid.UUID(doc["case_id"])) if doc else None
+        query = {"referral_id": str(referral_id)} if referral_id is not None else {"_id": number}
+        doc = await self.numbers.find_one(query)
+        return (uuid.UUID(doc["referral_id"]), uuid.UUID(doc["case_id"])) if doc else None

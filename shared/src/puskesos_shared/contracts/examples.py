@@ -158,7 +158,7 @@ def _household_updated() -> Event:
 
 def _complaint_filed() -> Event:
     return ComplaintFiled(
-        producer="intake", **_meta(3, FRONT_OFFICE, f"case:{CASE_ID}", None),
+        producer="intake", **_meta(3, FRONT_OFFICE, f"complaint:{COMPLAINT_ID}", None),
         data=ComplaintFiledData(
             complaint_id=COMPLAINT_ID, case_number="3573011001/2026/00001",
             category=ComplaintCategory.AID_NOT_RECEIVED, channel=ComplaintChannel.WALK_IN,

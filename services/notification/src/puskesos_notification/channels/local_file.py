@@ -31,6 +31,9 @@ class LocalFileChannel:
     def _load(self) -> set[str]:
         seen: set[str] = set()
         if self.path.exists():
+            with self.path.open("rb+") as f:  # a line cut short by a crash must not swallow the next one
+                if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+                    f.write(b"\n")
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     seen.add(str(json.loads(line)["notification_id"]))

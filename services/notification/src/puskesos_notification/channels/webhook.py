@@ -64,8 +64,8 @@ class WebhookChannel:
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Delay after failed attempt ``attempt`` (1-based): half fixed, half random, at least Retry-After."""
-        base = min(self.backoff_max, self.backoff_initial * 2 ** (attempt - 1))
-        delay = base * (0.5 + 0.5 * self._jitter())
+        base = min(self.backoff_max, self.backoff_initial * 2.0 ** (attempt - 1))
+        delay = base * (0.5 + 0.5 * float(self._jitter()))
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.backoff_max))
         return delay

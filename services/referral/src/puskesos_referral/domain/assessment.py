@@ -115,7 +115,7 @@ class CaseInputs(BaseModel):
 
 class AssessmentInputs(BaseModel):
     model_config = _STRICT
-    format: Literal["puskesos.assessment-inputs/1"] = INPUTS_FORMAT
+    format: Literal["puskesos.assessment-inputs/1"] = "puskesos.assessment-inputs/1"
     assessed_on: dt.date
     case: CaseInputs
     observations: Observations

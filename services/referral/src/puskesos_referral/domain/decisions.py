@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from puskesos_shared.contracts.envelope import Actor, Event
 from puskesos_shared.contracts.intake import ComplaintFiled
@@ -61,7 +62,7 @@ def case_id_for(complaint_id: uuid.UUID) -> uuid.UUID:
     return stable_id("case", complaint_id)
 
 
-def _next(case: Case, command_id: str | None = None, **changes: object) -> Case:
+def _next(case: Case, command_id: str | None = None, **changes: Any) -> Case:
     commands = (*case.commands, command_id) if command_id else case.commands
     return case.model_copy(update={**changes, "version": case.version + 1, "commands": commands})
 
@@ -239,7 +240,7 @@ def escalate(case: Case, *, now: dt.datetime, reason: str, causation: str | None
     )
     record = EscalationRecord(from_level=case.level, to_level=to_level, reason=reason, escalated_at=now,
                               missed_due_on=case.level_due_on, event_id=event_id)
-    changes = {"level": to_level, "level_due_on": sla.level_due_on(to_level, today, case.sla_due_on),
+    changes: dict[str, Any] = {"level": to_level, "level_due_on": sla.level_due_on(to_level, today, case.sla_due_on),
                "escalations": (*case.escalations, record)}
     new = _next(case, **changes) if bump else case.model_copy(update=changes)
     return Decision(new, (event,))

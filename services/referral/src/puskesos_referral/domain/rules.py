@@ -248,8 +248,9 @@ class RuleSet(BaseModel):
         seen = [p.program for p in self.programs]
         if len(set(seen)) != len(seen):
             raise ValueError("a program appears twice in programs")
-        for rule in (*self.categories, *self.vulnerability.points):
-            if _facts_of(rule.when) & RESULT_FACTS:
+        conditions = [r.when for r in self.categories] + [r.when for r in self.vulnerability.points]
+        for condition in conditions:
+            if _facts_of(condition) & RESULT_FACTS:
                 raise ValueError("result.* facts may only be used in program requirements")
         return self
 

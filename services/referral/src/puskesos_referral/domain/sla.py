@@ -83,7 +83,7 @@ def village_timezone(village_code: str) -> dt.timezone:
 
 
 def local_date(village_code: str, moment: dt.datetime) -> dt.date:
-    """The calendar date at the village when ``moment`` (timezone-aware) happened."""
+    """The calendar date at the village (or kecamatan: any Kemendagri code) at ``moment`` (timezone-aware)."""
     if moment.tzinfo is None:
         raise ValueError("moment must be timezone-aware")
     return moment.astimezone(village_timezone(village_code)).date()

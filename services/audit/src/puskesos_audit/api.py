@@ -1,0 +1,170 @@
+"""The read-only HTTP query API for auditors (role ``auditor``; bearer tokens from the shared auth).
+
+Traces are asked with POST so that a NIK or KK number never appears in a URL (and so in no
+access log); results mask personal data, and events of villages outside the auditor's scope
+are shown without their content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi.responses import PlainTextResponse
+from puskesos_shared.auth import CurrentOfficer, Officer, require_role
+from puskesos_shared.contracts.primitives import OfficerRole
+from puskesos_shared.service import ServiceRuntime
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from . import queries
+from .commands import start_replay
+from .reader import LogReader
+from .render import mermaid
+from .settings import AuditSettings
+from .store import AuditStore
+from .trace import TraceKind, TraceResult, trace
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+def _runtime(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+def _auditor(officer: Officer) -> None:
+    require_role(officer, OfficerRole.AUDITOR)
+
+
+@asynccontextmanager
+async def _reader(runtime: ServiceRuntime) -> AsyncIterator[LogReader]:
+    reader, client = await asyncio.to_thread(LogReader.connect, runtime.settings.mongo_url,
+                                             runtime.settings.database_name)
+    try:
+        yield reader
+    finally:
+        await asyncio.to_thread(client.close)
+
+
+@router.get("/status", summary="The appender's state and the log's head")
+async def status(request: Request, officer: CurrentOfficer) -> dict[str, Any]:
+    _auditor(officer)
+    runtime = _runtime(request)
+    store: AuditStore = runtime.state["store"]
+    head = await store.get_head()
+    appender = runtime.state.get("appender")
+    return {"head": {"seq": head.get("seq"), "hash": head.get("hash"), "chunk": head.get("chunk"),
+                     "updated_at": head.get("updated_at")},
+            "index": {"chunk": await store.index_position()},
+            "appender": appender.status if appender is not None else {"state": "disabled"}}
+
+
+@router.get("/verify", summary="Verify the hash chain (whole log or the chunks covering a range)")
+async def verify(request: Request, officer: CurrentOfficer, from_seq: Annotated[int | None, Query(ge=1)] = None,
+                 to_seq: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+    _auditor(officer)
+    runtime = _runtime(request)
+    async with _reader(runtime) as reader:
+        report = await asyncio.to_thread(queries.verify, reader, runtime.state["checkpoint_key"],
+                                         from_seq=from_seq, to_seq=to_seq)
+    return report.model_dump(mode="json")
+
+
+class TraceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: TraceKind
+    value: str = Field(min_length=1, max_length=100, repr=False)
+    max_nodes: int = Field(default=500, ge=1, le=5000)
+
+
+def redact_outside_scope(result: TraceResult, officer: Officer) -> TraceResult:
+    nodes = []
+    for node in result.nodes:
+        if node.village_code and not officer.covers(node.village_code):
+            node = node.model_copy(update={"data": None, "decision": None, "actor": None,
+                                           "error": "outside your scope"})
+        nodes.append(node)
+    return result.model_copy(update={"nodes": nodes})
+
+
+@router.post("/trace", summary="Trace a decision to its roots (JSON, or Mermaid with ?format=mermaid)",
+             response_model=None)
+async def trace_endpoint(request: Request, officer: CurrentOfficer, body: TraceRequest,
+                         format: Annotated[str, Query(pattern="^(json|mermaid)$")] = "json"
+                         ) -> dict[str, Any] | PlainTextResponse:
+    _auditor(officer)
+    runtime = _runtime(request)
+    result = await trace(runtime.state["store"], body.kind, body.value, runtime.state["index_key"],
+                         max_nodes=body.max_nodes)
+    result = redact_outside_scope(result, officer)
+    if not result.nodes:
+        raise HTTPException(404, f"nothing in the log for that {body.kind.value}")
+    if format == "mermaid":
+        return PlainTextResponse(mermaid(result))
+    return result.model_dump(mode="json")
+
+
+@router.get("/decisions", summary="Re-derive every recorded decision and report mismatches")
+async def decisions(request: Request, officer: CurrentOfficer, from_seq: Annotated[int | None, Query(ge=1)] = None,
+                    to_seq: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+    _auditor(officer)
+    runtime = _runtime(request)
+    settings: AuditSettings = runtime.state["settings"]
+    async with _reader(runtime) as reader:
+        report = await queries.decisions(reader, directories=settings.rules_dirs(),
+                                         nc=runtime.broker.config.connection_state.connection,
+                                         topology=runtime.topology, from_seq=from_seq, to_seq=to_seq)
+    return report.model_dump(mode="json")
+
+
+@router.get("/rounds/{round_id}/history", summary="A round's totals rebuilt from the log, compared")
+async def round_history(request: Request, officer: CurrentOfficer, round_id: str) -> dict[str, Any]:
+    _auditor(officer)
+    runtime = _runtime(request)
+    settings: AuditSettings = runtime.state["settings"]
+    token = request.headers.get("authorization", "").partition(" ")[2] or None
+    async with _reader(runtime) as reader:
+        return await queries.round_history(reader, round_id.lower(), js=runtime.broker.config.connection_state.stream,
+                                           topology=runtime.topology, live_url=settings.audit_distribution_url,
+                                           token=token)
+
+
+@router.get("/villages/{village_code}/history", summary="A village's case counts rebuilt from the log, compared")
+async def village_history(request: Request, officer: CurrentOfficer, village_code: str) -> dict[str, Any]:
+    _auditor(officer)
+    if not officer.covers(village_code):
+        raise HTTPException(403, f"village {village_code} is outside this officer's scope")
+    runtime = _runtime(request)
+    async with _reader(runtime) as reader:
+        return await queries.village_history(reader, village_code, js=runtime.broker.config.connection_state.stream,
+                                             topology=runtime.topology)
+
+
+@router.get("/checkpoints", summary="Signed checkpoints of the chain head, to keep outside")
+async def checkpoints(request: Request, officer: CurrentOfficer) -> list[dict[str, Any]]:
+    _auditor(officer)
+    async with _reader(_runtime(request)) as reader:
+        return await asyncio.to_thread(queries.checkpoints, reader)
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    from_seq: int | None = Field(default=None, ge=1)
+    to_seq: int | None = Field(default=None, ge=1)
+    from_time: AwareDatetime | None = None
+
+
+@router.post("/replay", status_code=202, summary="Replay logged events to {ns}.replay.{request_id}.>")
+async def replay(request: Request, officer: CurrentOfficer,
+                 body: Annotated[ReplayRequest, Body()]) -> dict[str, Any]:
+    _auditor(officer)
+    ts = int(body.from_time.astimezone(dt.UTC).timestamp() * 1_000_000_000) if body.from_time else None
+    return await start_replay(_runtime(request), request_id=body.request_id, from_seq=body.from_seq,
+                              to_seq=body.to_seq, from_ts_ns=ts)

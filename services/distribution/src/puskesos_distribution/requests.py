@@ -1,0 +1,75 @@
+"""Operator requests (NATS commands and HTTP bodies): validated before anything runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated
+
+from puskesos_shared.contracts.distribution import FundingSource, VillageQuota
+from puskesos_shared.contracts.primitives import Program, ShortText
+from pydantic import BaseModel, ConfigDict, Field
+
+from .domain import round_id_for
+
+RULE_VERSION = r"^[a-z0-9_.-]+@[0-9]+$"
+ROUND_KEY = r"^[a-z0-9][a-z0-9_.-]{2,79}$"
+MAX_IMPORT_ROWS = 1000
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    token: str | None = Field(default=None, max_length=4096, description="Officer token (NATS commands only)")
+
+
+class RoundRef(Request):
+    round: str = Field(min_length=3, max_length=80, description="The round's id or its key")
+
+    @property
+    def round_id(self) -> uuid.UUID:
+        try:
+            return uuid.UUID(self.round)
+        except ValueError:
+            return round_id_for(self.round)
+
+
+class OpenRound(Request):
+    key: str = Field(pattern=ROUND_KEY, description="Operator's name for the round; opening it again is a no-op")
+    name: ShortText
+    program: Program = Program.BLT
+    funding_source: FundingSource
+    amount_per_family: int = Field(gt=0)
+    budget_cap: int = Field(gt=0)
+    village_quotas: tuple[VillageQuota, ...] = Field(default=(), max_length=5000)
+    eligibility_rule_version: str = Field(pattern=RULE_VERSION)
+    period_start: dt.date
+    period_end: dt.date
+
+
+class ImportRow(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    row: int = Field(ge=1, description="Line number in the file (the header is line 1)")
+    fields: dict[Annotated[str, Field(max_length=50)], Annotated[str, Field(max_length=300)] | None] = Field(
+        max_length=20)
+
+
+class ImportChunk(RoundRef):
+    batch_id: uuid.UUID = Field(description="One recipient list; resending a chunk of it is harmless")
+    rows: tuple[ImportRow, ...] = Field(min_length=1, max_length=MAX_IMPORT_ROWS)
+
+
+class FinishImport(RoundRef):
+    batch_id: uuid.UUID
+    file_name: str = Field(default="", max_length=200)
+    total_rows: int = Field(ge=0)
+    rejected_rows: int = Field(ge=0)
+
+
+class CloseRound(RoundRef):
+    force: bool = Field(default=False, description="Reject candidates still queued (reason round_closed)")
+
+
+class RoundStatusQuery(RoundRef):
+    exact: bool = Field(default=False, description="Count the records (slow on big rounds) instead of live counters")

@@ -1,0 +1,148 @@
+"""HTTP edge for officers (OpenAPI at /openapi.json).
+
+Roles: the back office registers and updates households and moves members (a kecamatan
+coordinator may move members too); the front office files complaints; any officer whose scope
+covers the village reads. ``GET /complaints/{case_number}`` also needs a token (of any role,
+in scope): case numbers are sequential and guessable, so they are no secret. The WhatsApp bot is
+a system: it asks the ``complaint_status`` NATS command, which answers a view without personal
+data (no names, NIKs, phones or descriptions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from puskesos_shared.auth import CurrentOfficer, Officer, require_role
+from puskesos_shared.commands import CommandError
+from puskesos_shared.contracts.intake import ComplaintCategory, Household
+from puskesos_shared.contracts.primitives import OfficerRole, check_kk_number, check_nik
+
+from .context import Caller
+from .domain.complaints import ComplaintRequest
+from .domain.progress import ComplaintStatus
+from .filing import ComplaintDesk, FilingResult
+from .registry import HouseholdRecord, HouseholdRegistry, Outcome, RegistrationResult
+from .status import ComplaintDetail, ComplaintPage, ComplaintViews
+from .transfers import TransferRequest, TransferResult, Transfers
+
+HOUSEHOLD_WRITERS = (OfficerRole.BACK_OFFICE,)
+TRANSFER_ROLES = (OfficerRole.BACK_OFFICE, OfficerRole.COORDINATOR)
+COMPLAINT_FILERS = (OfficerRole.FRONT_OFFICE,)
+CASE_NUMBER = r"^[0-9]{10}/[0-9]{4}/[0-9]{5,}$"
+
+
+@dataclass
+class Intake:
+    registry: HouseholdRegistry
+    transfers: Transfers
+    desk: ComplaintDesk
+    views: ComplaintViews
+
+
+async def intake(request: Request) -> Intake:
+    """The service's use cases (async, so FastAPI does not hop to a worker thread for it)."""
+    found: Intake = request.app.state.runtime.state["intake"]
+    return found
+
+
+IntakeDep = Annotated[Intake, Depends(intake)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+KKPath = Annotated[str, Path(pattern=r"^[0-9]{16}$", description="KK number (16 digits)")]
+NIKPath = Annotated[str, Path(pattern=r"^[0-9]{16}$", description="NIK (16 digits)")]
+
+
+def caller_of(officer: Officer) -> Caller:
+    return Caller(actor=officer.actor(), covers=officer.covers, scope=officer.scope)
+
+
+def checked(value: str, check: Callable[[str], str], loc: str) -> str:
+    try:
+        check(value)
+    except ValueError as exc:
+        raise CommandError("invalid_path", str(exc), [{"loc": loc, "msg": str(exc), "type": "value_error"}],
+                           status=422) from None
+    return value
+
+
+households = APIRouter(prefix="/households", tags=["households"])
+complaints = APIRouter(prefix="/complaints", tags=["complaints"])
+
+
+@households.post("", response_model=RegistrationResult, status_code=status.HTTP_201_CREATED,
+                 responses={200: {"model": RegistrationResult, "description": "Updated or unchanged"}})
+async def register_household(household: Household, officer: CurrentOfficer, svc: IntakeDep,
+                             response: Response) -> RegistrationResult:
+    """Registers a household, or updates it when the KK is already registered (re-registration)."""
+    require_role(officer, *HOUSEHOLD_WRITERS)
+    result = await svc.registry.register(household, caller_of(officer))
+    if result.outcome is not Outcome.REGISTERED:
+        response.status_code = status.HTTP_200_OK
+    return result
+
+
+@households.put("/{kk}", response_model=RegistrationResult)
+async def update_household(kk: KKPath, household: Household, officer: CurrentOfficer,
+                           svc: IntakeDep) -> RegistrationResult:
+    require_role(officer, *HOUSEHOLD_WRITERS)
+    checked(kk, check_kk_number, "path.kk")
+    if household.kk_number != kk:
+        raise CommandError("kk_mismatch", "the body's kk_number differs from the KK in the path",
+                           [{"loc": "body.kk_number", "msg": "must equal the KK in the path", "type": "kk_mismatch"}],
+                           status=422)
+    return await svc.registry.register(household, caller_of(officer), must_exist=True)
+
+
+@households.get("/{kk}", response_model=HouseholdRecord)
+async def get_household(kk: KKPath, officer: CurrentOfficer, svc: IntakeDep) -> HouseholdRecord:
+    checked(kk, check_kk_number, "path.kk")
+    return await svc.registry.get(kk, caller_of(officer))
+
+
+@households.post("/{kk}/members/{nik}/transfer", response_model=TransferResult)
+async def transfer_member(kk: KKPath, nik: NIKPath, body: TransferRequest, officer: CurrentOfficer,
+                          svc: IntakeDep, idempotency_key: IdempotencyKey = None) -> TransferResult:
+    """Moves a member to another registered household; both get a revision (transfer_out, transfer_in)."""
+    require_role(officer, *TRANSFER_ROLES)
+    checked(kk, check_kk_number, "path.kk")
+    checked(nik, check_nik, "path.nik")
+    return await svc.transfers.request(kk, nik, body, caller_of(officer), idempotency_key)
+
+
+@complaints.post("", response_model=FilingResult, status_code=status.HTTP_201_CREATED,
+                 responses={200: {"model": FilingResult,
+                                  "description": "An existing complaint: the same Idempotency-Key, or an open "
+                                                 "complaint of the same resident and category"}})
+async def file_complaint(body: ComplaintRequest, officer: CurrentOfficer, svc: IntakeDep, response: Response,
+                         idempotency_key: IdempotencyKey = None) -> FilingResult:
+    require_role(officer, *COMPLAINT_FILERS)
+    result = await svc.desk.file(body, caller_of(officer), idempotency_key)
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return result
+
+
+@complaints.get("", response_model=ComplaintPage)
+async def list_complaints(
+    officer: CurrentOfficer, svc: IntakeDep,
+    village_code: Annotated[str | None, Query(pattern=r"^[0-9]{2}\.[0-9]{2}\.[0-9]{2}\.[0-9]{4}$")] = None,
+    status_: Annotated[ComplaintStatus | None, Query(alias="status")] = None,
+    category: ComplaintCategory | None = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> ComplaintPage:
+    """Complaints in the officer's scope (or one village of it), newest first."""
+    return await svc.views.listing(caller_of(officer), village_code=village_code, status=status_,
+                                   category=category, page=page, page_size=page_size)
+
+
+@complaints.get("/{case_number:path}", response_model=ComplaintDetail)
+async def complaint_status(case_number: Annotated[str, Path(pattern=CASE_NUMBER)], officer: CurrentOfficer,
+                           svc: IntakeDep) -> ComplaintDetail:
+    """A complaint with its status and history, by case number (e.g. 3573011001/2026/00001)."""
+    return await svc.views.detail(case_number, caller_of(officer))
+
+
+ROUTERS = (households, complaints)

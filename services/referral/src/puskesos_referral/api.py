@@ -1,0 +1,109 @@
+"""HTTP API for officers: assessors assess, refer and close; coordinators list and count cases.
+
+Every route needs an officer token (``Authorization: Bearer``); roles and scopes are in ``authz``.
+Errors: 401/403 for identity and scope, 404 for unknown ids, 409 when the case's state does not
+allow the command, 422 with field-level detail for invalid input (never echoing it back).
+Commands answer 201 when they changed something and 200 when the ``command_id`` was applied before.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from puskesos_shared.auth import CurrentOfficer
+
+from .queries import CaseQueries
+from .requests import (
+    AssessRequest,
+    CloseRequest,
+    ListCasesQuery,
+    PublishRuleSetRequest,
+    ReferRequest,
+    RespondRequest,
+    SummaryQuery,
+)
+from .service import ReferralService
+from .views import case_detail
+
+router = APIRouter(tags=["referral"])
+
+
+def _service(request: Request) -> ReferralService:
+    service: ReferralService = request.app.state.runtime.state["service"]
+    return service
+
+
+def _queries(request: Request) -> CaseQueries:
+    queries: CaseQueries = request.app.state.runtime.state["queries"]
+    return queries
+
+
+Service = Annotated[ReferralService, Depends(_service)]
+Queries = Annotated[CaseQueries, Depends(_queries)]
+
+
+def _written(result: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(result, status_code=200 if result.get("duplicate") else 201)
+
+
+@router.post("/cases/{case_id}/assessments", summary="Assess a case with the active rule set")
+async def assess_case(case_id: uuid.UUID, body: AssessRequest, officer: CurrentOfficer,
+                      service: Service) -> JSONResponse:
+    return _written(await service.assess(officer, case_id, body))
+
+
+@router.post("/cases/{case_id}/referrals", summary="Refer an assessed case to a target")
+async def refer_case(case_id: uuid.UUID, body: ReferRequest, officer: CurrentOfficer, service: Service) -> JSONResponse:
+    return _written(await service.refer(officer, case_id, body))
+
+
+@router.post("/referrals/responses", summary="Record a target's answer to a referral (received on paper or by phone)")
+async def record_response(body: RespondRequest, officer: CurrentOfficer, service: Service) -> JSONResponse:
+    return _written(await service.respond(body, officer=officer))
+
+
+@router.post("/cases/{case_id}/close", summary="Close a case with a resolution")
+async def close_case(case_id: uuid.UUID, body: CloseRequest, officer: CurrentOfficer, service: Service) -> JSONResponse:
+    return _written(await service.close(officer, case_id, body))
+
+
+@router.get("/cases", summary="Cases of a village or kecamatan with their SLA state")
+async def list_cases(query: Annotated[ListCasesQuery, Query()], officer: CurrentOfficer,
+                     queries: Queries) -> dict[str, Any]:
+    return await queries.list_cases(officer, query)
+
+
+@router.get("/cases/summary", summary="Monthly counts per village for the evaluation")
+async def case_summary(query: Annotated[SummaryQuery, Query()], officer: CurrentOfficer,
+                       queries: Queries) -> dict[str, Any]:
+    return await queries.summary(officer, query)
+
+
+@router.get("/cases/{case_id}", summary="One case in full")
+async def get_case(case_id: uuid.UUID, officer: CurrentOfficer, service: Service) -> dict[str, Any]:
+    return case_detail(await service.case_for(officer, case_id), service.clock())
+
+
+@router.get("/cases/{case_id}/assessments/verification",
+            summary="Re-derive every recorded assessment of the case from its recorded inputs and rule set")
+async def verify_assessments(case_id: uuid.UUID, officer: CurrentOfficer, service: Service) -> dict[str, Any]:
+    results = await service.verify_assessments(officer, case_id)
+    return {"case_id": str(case_id), "all_match": all(r["matches"] for r in results), "assessments": results}
+
+
+@router.get("/rule-sets", summary="Published assessment rule sets, newest first (the first is active)")
+async def list_rule_sets(officer: CurrentOfficer, queries: Queries) -> dict[str, Any]:
+    return {"rule_sets": await queries.rule_sets()}
+
+
+@router.get("/rule-sets/{tag}", summary="One rule set as its self-describing JSON document")
+async def get_rule_set(tag: str, officer: CurrentOfficer, queries: Queries) -> dict[str, Any]:
+    return await queries.rule_set(tag)
+
+
+@router.post("/rule-sets", summary="Publish a new rule-set version (Dinas Sosial operators)")
+async def publish_rule_set(body: PublishRuleSetRequest, officer: CurrentOfficer, service: Service) -> JSONResponse:
+    return _written(await service.rules.publish(officer, body.rule_set))

@@ -1,0 +1,71 @@
+"""NATS request-reply commands of the referral service (``{ns}.commands.referral.{name}.v1``).
+
+Officer commands carry the officer's token in ``token``. ``respond_referral`` is for the target
+systems (hospitals, program desks, the Dinas Sosial): it has no officer token; who may publish on
+it is decided by the NATS account permissions (deploy/), and ``responded_by`` names the answerer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from puskesos_shared.commands import subscribe_command
+from puskesos_shared.service import ServiceRuntime
+from pydantic import SecretStr
+
+from .authz import officer_from_token
+from .queries import CaseQueries
+from .requests import (
+    AssessCommand,
+    CloseCommand,
+    GetCaseCommand,
+    GetRuleSetCommand,
+    ListCasesCommand,
+    PublishRuleSetCommand,
+    ReferCommand,
+    RespondRequest,
+    SummaryCommand,
+)
+from .service import ReferralService
+from .views import case_detail
+
+
+def register_commands(runtime: ServiceRuntime, service: ReferralService, queries: CaseQueries,
+                      secret: SecretStr | None) -> list[str]:
+    async def assess_case(req: AssessCommand) -> dict[str, Any]:
+        return await service.assess(officer_from_token(req.token, secret), req.case_id, req)
+
+    async def issue_referral(req: ReferCommand) -> dict[str, Any]:
+        return await service.refer(officer_from_token(req.token, secret), req.case_id, req)
+
+    async def respond_referral(req: RespondRequest) -> dict[str, Any]:
+        return await service.respond(req)
+
+    async def close_case(req: CloseCommand) -> dict[str, Any]:
+        return await service.close(officer_from_token(req.token, secret), req.case_id, req)
+
+    async def get_case(req: GetCaseCommand) -> dict[str, Any]:
+        case = await service.case_for(officer_from_token(req.token, secret), req.case_id)
+        return case_detail(case, service.clock())
+
+    async def list_cases(req: ListCasesCommand) -> dict[str, Any]:
+        return await queries.list_cases(officer_from_token(req.token, secret), req)
+
+    async def case_summary(req: SummaryCommand) -> dict[str, Any]:
+        return await queries.summary(officer_from_token(req.token, secret), req)
+
+    async def publish_rule_set(req: PublishRuleSetCommand) -> dict[str, Any]:
+        return await service.rules.publish(officer_from_token(req.token, secret), req.rule_set)
+
+    async def get_rule_set(req: GetRuleSetCommand) -> dict[str, Any]:
+        return await queries.rule_set(req.tag)
+
+    handlers: list[tuple[str, Any, Any]] = [
+        ("assess_case", AssessCommand, assess_case), ("issue_referral", ReferCommand, issue_referral),
+        ("respond_referral", RespondRequest, respond_referral), ("close_case", CloseCommand, close_case),
+        ("get_case", GetCaseCommand, get_case), ("list_cases", ListCasesCommand, list_cases),
+        ("case_summary", SummaryCommand, case_summary), ("publish_rule_set", PublishRuleSetCommand, publish_rule_set),
+        ("get_rule_set", GetRuleSetCommand, get_rule_set),
+    ]
+    return [subscribe_command(runtime.broker, runtime.topology, service="referral", name=name, request=model,
+                              handler=handler) for name, model, handler in handlers]
