@@ -14,8 +14,9 @@ import pytest
 from lokal import parse_nik, parse_phone
 from puskesos_shared.testing.plugin import CAPTURED_LOG_NAME
 
-DIGITS_16 = re.compile(r"(?<![0-9])[0-9]{16}(?![0-9])")
-PHONE = re.compile(r"(?<![0-9+])(?:\+62|62|0)8[0-9]{8,11}(?![0-9])")
+# standalone numbers only: a run of digits inside a hex digest or an id is not personal data
+DIGITS_16 = re.compile(r"(?<![0-9A-Za-z_-])[0-9]{16}(?![0-9A-Za-z_-])")
+PHONE = re.compile(r"(?<![0-9A-Za-z_+-])(?:\+62|62|0)8[0-9]{8,11}(?![0-9A-Za-z_-])")
 
 
 def personal_data_in(text: str) -> list[str]:
@@ -28,6 +29,7 @@ def test_the_detector_finds_what_it_must() -> None:
     assert personal_data_in('{"nik": "3573010101800003"}') == ["3573010101800003"]
     assert personal_data_in("hp 081234567890 / +6281234567890") == ["081234567890", "+6281234567890"]
     assert personal_data_in('{"nik": "3573********0003", "phone": "0812****7890", "seq": 1234567}') == []
+    assert personal_data_in('{"hash": "a08384179848f0", "id": "x-3573010101800003"}') == []
 
 
 @pytest.mark.scan_logs

@@ -1,15 +1,24 @@
-"""The ``puskesos`` command."""
+"""The ``puskesos`` command: one entry point for developers and operators.
+
+``round`` and ``audit`` are the distribution and audit services' own command-line tools,
+mounted here (the CLI is a composition root, not a service: it may import services).
+"""
 
 from __future__ import annotations
 
 import typer
+from puskesos_audit.cli import app as audit_app
+from puskesos_distribution.cli import round_app
 
 from . import contracts, demo, services, stack, token
 
-app = typer.Typer(help="Puskesos platform: local stack, services, contracts, demo.", no_args_is_help=True)
+app = typer.Typer(help="Puskesos platform: local stack, services, contracts, demo, rounds, audit.",
+                  no_args_is_help=True)
 app.add_typer(stack.app, name="stack")
 app.add_typer(services.app, name="services")
 app.add_typer(contracts.app, name="contracts")
+app.add_typer(round_app, name="round", help="Aid rounds (BLT): open, import recipients, status, close.")
+app.add_typer(audit_app, name="audit", help="The audit log: verify, trace, replay, checkpoints.")
 app.command("demo")(demo.demo)
 app.command("token")(token.token)
 

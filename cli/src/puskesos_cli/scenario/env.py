@@ -64,8 +64,8 @@ def service_env(service: str, *, gateway_url: str, notifications_file: Path, clo
     """What the scenario needs from each service beyond the connection settings.
 
     ``unregistered_recipients``: most families on the recipient list were never registered at a
-    Puskesos (the full-scale round), so the notification service need not wait long for contacts
-    that will not come (it records ``no_contact`` after two deliveries instead of six).
+    Puskesos (the full-scale round), so the notification service need not wait for contacts that
+    will not come: it records ``no_contact`` at the first delivery instead of retrying six times.
     """
     if service == "referral":
         return {CLOCK_FILE_ENV: str(clock_file), "PUSKESOS_ESCALATION_INTERVAL_SECONDS": "1",
@@ -78,7 +78,7 @@ def service_env(service: str, *, gateway_url: str, notifications_file: Path, clo
         env = {"PUSKESOS_NOTIFY_CHANNEL": "local_file", "PUSKESOS_NOTIFY_LOCAL_PATH": str(notifications_file),
                "PUSKESOS_NOTIFY_CONSUMER_BACKOFF_SECONDS": "0.3"}
         if unregistered_recipients:
-            env["PUSKESOS_NOTIFY_CONTACT_WAIT_ATTEMPTS"] = "2"
+            env["PUSKESOS_NOTIFY_CONTACT_WAIT_ATTEMPTS"] = "1"
         return env
     return {}
 

@@ -29,7 +29,7 @@ from .domain import (
     rejected_event,
     village_of,
 )
-from .reservations import BUDGET, Held, village_scope
+from .reservations import BUDGET, village_scope
 from .store import ALLOCATIONS, CLAIMS, REJECTIONS
 from .workitems import AllocateCandidate, Disbursement, WorkItem, disburse_item
 
@@ -81,26 +81,22 @@ class Allocator:
     async def _reserve_and_allocate(self, item: AllocateCandidate, allocation_id: uuid.UUID, round_: RoundView,
                                     village: str, retried: bool) -> None:
         c, reservations = item.data, self.ctx.reservations
-        held = await reservations.held(allocation_id) if retried else {}
-        slots: list[Held] = []
+        scopes = [village_scope(village), BUDGET] if round_.quotas else [BUDGET]
+        held = await reservations.held(allocation_id, scopes) if retried else {}
         if round_.quotas:
             scope = village_scope(village)
-            slot = held.get(scope) or await reservations.pool(
-                c.round_id, scope, round_.quotas[village]).take(allocation_id, c.candidate_id)
-            if slot is None:
+            if scope not in held and await reservations.pool(
+                    c.round_id, scope, round_.quotas[village]).take(allocation_id, c.candidate_id) is None:
                 await self._reject(item, village, Rejection(
                     RejectionReason.QUOTA_EXHAUSTED, f"village {village} has used all "
                     f"{round_.quotas[village]} places of this round"))
                 return
-            slots.append(slot)
-        slot = held.get(BUDGET) or await reservations.pool(
-            c.round_id, BUDGET, round_.budget_slots).take(allocation_id, c.candidate_id)
-        if slot is None:
+        if BUDGET not in held and await reservations.pool(
+                c.round_id, BUDGET, round_.budget_slots).take(allocation_id, c.candidate_id) is None:
             await self._reject(item, village, Rejection(
                 RejectionReason.BUDGET_EXHAUSTED, f"the budget covers {round_.budget_slots} families "
                 "and all are allocated"))
             return
-        slots.append(slot)
         now = self.ctx.clock()
         event = allocated_event(item, village, round_.amount_per_family, now)
         work = disburse_item(Disbursement(allocation_id=allocation_id, round_id=c.round_id, kk_number=c.kk_number,
@@ -109,16 +105,15 @@ class Allocator:
                              actor=item.actor, village_code=village, now=now)
         doc: dict[str, Any] = {
             "_id": str(allocation_id), "round_id": str(c.round_id), "kk": c.kk_number, "village_code": village,
-            "amount": round_.amount_per_family, "candidate_id": c.candidate_id, "slots": [s.slot_id for s in slots],
+            "amount": round_.amount_per_family, "candidate_id": c.candidate_id,
             "event": self.ctx.events.entry(event), "work": self.ctx.work.entry(work), "allocated_at": now,
         }
         if await self.ctx.store.insert(ALLOCATIONS, doc):
             self.ctx.progress.add(c.round_id, "allocated")
-        else:  # the same item ran twice at once and the other run recorded first: use its record
+        else:  # the same item ran twice at once and the other run recorded first: publish its record
             winner = await self.ctx.store.get(ALLOCATIONS, str(allocation_id))
             if winner is None:
                 raise TransientError("allocation not readable yet")
-            await reservations.release([s for s in slots if s.slot_id not in winner["slots"]])
             doc = winner
         await self._publish_allocation(doc)
 

@@ -25,7 +25,8 @@ from .imports import new_batch_id
 from .rows import PAYOUT_COLUMNS, REQUIRED_COLUMNS
 
 Call = Callable[..., Awaitable[dict[str, Any]]]
-ATTEMPTS = 3
+ATTEMPTS = 10  # a chunk sent to a replica that dies is sent again (resending is harmless)
+CHUNK_TIMEOUT = 20.0
 
 
 class InvalidFile(ValueError):
@@ -88,7 +89,7 @@ async def import_file(call: Call, round_id: uuid.UUID, round_ref: str, path: Pat
                 body = {"round": round_ref, "batch_id": str(batch_id), "rows": rows}
                 for attempt in range(1, ATTEMPTS + 1):
                     try:
-                        result = await call("import_rows", body, timeout=60)
+                        result = await call("import_rows", body, timeout=CHUNK_TIMEOUT)
                         break
                     except (nats.errors.TimeoutError, TimeoutError):  # resending a chunk is harmless
                         if attempt == ATTEMPTS:

@@ -12,27 +12,39 @@ is an insert that a unique index accepts or refuses. So every reservation here i
 The protocol
 ------------
 A round's budget is ``budget_cap // amount_per_family`` numbered *slots*; each village with a
-quota has ``max_families`` slots of its own. Holding slot ``n`` means owning the document
-``{"_id": "{round}:{n}", "allocation_id": ...}`` in ``budget_slots`` (``quota_slots`` for a
-village). Two allocations can never hold the same slot (unique ``_id``), and there are no more
-slots than the budget or the quota allows: overspending is impossible by construction, whatever
-crashes, retries or races happen.
+quota has ``max_families`` slots of its own. An allocation holds slot ``n`` of a scope by owning
+the document ``{"_id": "{allocation}:{scope}", "number": n}`` in ``budget_slots`` (``quota_slots``
+for a village), under a unique index on (round, scope, number). So:
 
-Finding a free slot cheaply: each replica *leases* a range of slot numbers by inserting
-``{"_id": "{round}:{scope}:{k}"}`` into ``leases`` and hands its numbers out locally, so replicas
-do not collide. When every range is leased, a replica reads which slots are taken (one scan) and
-tries the holes (ranges of a replica that died, numbers whose insert failed), in random order;
-a slot is declared exhausted only after a fresh read shows no hole. A taken slot is never freed
-(see below), so "no hole" stays true: a rejection for an exhausted budget or quota is exact.
+* two allocations never hold the same slot (unique number), and there are no more slots than
+  the budget or the quota allows: overspending is impossible, whatever crashes, retries or
+  races happen;
+* one allocation never holds two slots of a scope (unique ``_id``), even when the same work item
+  runs twice at once (its ack wait expired while the first run was alive): the second run finds
+  the first run's slot and uses it;
+* a retried work item finds what an earlier run reserved with point reads by ``_id`` (``held``),
+  the only kind of read FerretDB answers without decoding the whole collection.
+
+Finding a free slot cheaply, and knowing for sure when none is left:
+
+* a small scope (a village quota, up to ``DIRECT_LIMIT`` slots) is probed number by number, each
+  process from 0 upwards. A process moves past a number only after its insert succeeded or was
+  refused because another allocation holds that number; so when its probe reaches the end, every
+  number has been seen taken, and the quota is exhausted, exactly. No scan, no bookkeeping;
+* a large scope (the budget of 63,335 families) would make a restarted process probe for long,
+  so each process *leases* small ranges of numbers (``{"_id": "{round}:{scope}:{k}"}`` in
+  ``leases``, found by binary search from the frontier) and hands them out locally. A process
+  killed mid-range leaves a few numbers unused; once every range is leased, a process reads which
+  numbers are taken (one scan for the round, shared) and tries the holes. A slot is never freed,
+  so a read can only show a hole that has been filled since, never hide one; the budget is
+  declared exhausted only when a read made after the last failed attempt shows no hole.
+
+Either way a rejection for an exhausted budget or quota is exact.
 
 Crash safety (the allocation handler's order): claim the KK (unique ``claims`` document), take a
 village slot, take a budget slot, insert the allocation (unique id per round and KK), publish,
-acknowledge. A crash anywhere leaves documents that name the allocation; the redelivered work
-item finds its own slots (``held``) and carries on with them, so nothing is reserved twice and
-nothing leaks. Only if the same work item is processed twice *at the same time* (its ack wait
-expired while the first run was still alive) can one run end with slots the winning run does not
-use; it releases them (``release``). That is the one place a slot is freed, and the worst it can
-do is leave a slot unused until the next hole scan, never overspend.
+acknowledge. A crash anywhere leaves documents keyed by the allocation; the redelivered work
+item finds them and carries on with them, so nothing is reserved twice and nothing leaks.
 """
 
 from __future__ import annotations
@@ -47,17 +59,26 @@ from dataclasses import dataclass
 from .store import BUDGET_SLOTS, LEASES, QUOTA_SLOTS, MongoStore
 
 BUDGET = "budget"
+#: Scopes up to this many slots are probed directly (no leases, no scans).
+DIRECT_LIMIT = 512
 
 
 def village_scope(village_code: str) -> str:
     return f"v:{village_code}"
 
 
+def slot_collection(scope: str) -> str:
+    return BUDGET_SLOTS if scope == BUDGET else QUOTA_SLOTS
+
+
+def slot_id(allocation_id: uuid.UUID, scope: str) -> str:
+    return f"{allocation_id}:{scope}"
+
+
 @dataclass(frozen=True, slots=True)
 class Held:
     scope: str
     number: int
-    slot_id: str
 
 
 class SlotPool:
@@ -65,8 +86,12 @@ class SlotPool:
 
     def __init__(self, store: MongoStore, round_id: uuid.UUID, scope: str, size: int) -> None:
         self._store, self.round_id, self.scope, self.size = store, round_id, scope, size
-        self.collection = BUDGET_SLOTS if scope == BUDGET else QUOTA_SLOTS
-        self.range_size = max(1, min(64, size // (64 if scope == BUDGET else 4)))
+        self.collection = slot_collection(scope)
+        self.direct = size <= DIRECT_LIMIT
+        self.range_size = max(2, min(16, size // 512))
+        self._probe = 0  # direct mode: the next number no one in this process has tried
+        self._in_flight = 0  # direct mode: numbers handed out whose insert has not finished
+        self._settled = asyncio.Condition()
         self._free: deque[int] = deque()
         self._lease_hint: int | None = None
         self._ranges_left = True
@@ -75,27 +100,55 @@ class SlotPool:
         self._full = size == 0
         self._lock = asyncio.Lock()
 
-    def slot_id(self, number: int) -> str:
-        if self.scope == BUDGET:
-            return f"{self.round_id}:{number}"
-        return f"{self.round_id}:{self.scope[2:]}:{number}"
-
-    @property
-    def exhausted(self) -> bool:
-        return self._full
-
     async def take(self, allocation_id: uuid.UUID, candidate_id: str) -> Held | None:
-        """Takes a free slot for the allocation, or None when every slot is taken."""
+        """The allocation's slot in this scope (taken now or before), or None when all are taken."""
+        doc_id = slot_id(allocation_id, self.scope)
         while True:
-            number = await self._next_number()
+            number = await (self._next_direct() if self.direct else self._next_number())
             if number is None:
                 return None
-            slot_id = self.slot_id(number)
-            doc = {"_id": slot_id, "round_id": str(self.round_id), "scope": self.scope, "number": number,
+            doc = {"_id": doc_id, "round_id": str(self.round_id), "scope": self.scope, "number": number,
                    "allocation_id": str(allocation_id), "candidate_id": candidate_id}
-            if await self._store.insert(self.collection, doc):
-                return Held(self.scope, number, slot_id)
-            # taken meanwhile (a replica filling holes got there first): try another number
+            try:
+                inserted = await self._store.insert(self.collection, doc)
+                mine = None if inserted else await self._store.get(self.collection, doc_id)
+            except BaseException:
+                await self._settle(number, returned=True)  # not known to be taken: someone tries it again
+                raise
+            # refused because this allocation already holds a slot, the number itself may be free
+            await self._settle(number, returned=mine is not None)
+            if inserted:
+                return Held(self.scope, number)
+            if mine is not None:  # an earlier (or concurrent) run of this allocation holds one already
+                return Held(self.scope, int(mine["number"]))
+            # another allocation holds this number: try the next one
+
+    async def _next_direct(self) -> int | None:
+        async with self._settled:
+            while True:
+                if self._free:  # numbers handed back after an error
+                    number = self._free.popleft()
+                elif self._probe < self.size:
+                    number, self._probe = self._probe, self._probe + 1
+                elif self._in_flight:  # the last numbers are being tried: wait for their outcome
+                    await self._settled.wait()
+                    continue
+                else:
+                    self._full = True
+                    return None
+                self._in_flight += 1
+                return number
+
+    async def _settle(self, number: int, *, returned: bool) -> None:
+        if not self.direct:
+            if returned:
+                self._free.append(number)
+            return
+        async with self._settled:
+            self._in_flight -= 1
+            if returned:
+                self._free.append(number)
+            self._settled.notify_all()
 
     async def _next_number(self) -> int | None:
         if self._free:
@@ -118,6 +171,9 @@ class SlotPool:
                     return None
             return self._holes.pop()
 
+    def _lease_id(self, k: int) -> str:
+        return f"{self.round_id}:{self.scope}:{k}"
+
     async def _lease_range(self) -> int | None:
         ranges = -(-self.size // self.range_size)
         if self._lease_hint is None:
@@ -132,13 +188,10 @@ class SlotPool:
         self._lease_hint = k
         return None
 
-    def _lease_id(self, k: int) -> str:
-        return f"{self.round_id}:{self.scope}:{k}"
-
     async def _lease_frontier(self, ranges: int) -> int:
         """Where leasing starts: ranges are leased mostly in order, so binary-search the first free one.
 
-        A free range below the answer is not lost: leasing falls back to the hole scan at the end.
+        A free range below the answer is not lost: its numbers are found by the hole scan at the end.
         """
         low, high = 0, ranges
         while low < high:
@@ -150,9 +203,6 @@ class SlotPool:
         return low
 
     async def _find_holes(self) -> list[int]:
-        """Free numbers. A read may be a little old (shared by every scope of the round), which can only
-        show a hole that is no longer free; once the holes it showed are all tried, the next read must
-        be newer than the attempts, so "no hole" is always current."""
         not_before, self._holes_read_at = self._holes_read_at, time.monotonic()
         taken = await self._store.slot_numbers(self.collection, self.round_id, self.scope, not_before=not_before)
         holes = [n for n in range(self.size) if n not in taken]
@@ -174,19 +224,8 @@ class Reservations:
             pool = self._pools[key] = SlotPool(self._store, round_id, scope, size)
         return pool
 
-    async def held(self, allocation_id: uuid.UUID) -> dict[str, Held]:
-        """Slots an earlier run of this allocation already holds, the lowest per scope.
-
-        Extra slots (left by two runs at once) are not freed here: a twin still running may be
-        about to record one of them. They are freed only against the allocation that won.
-        """
-        out: dict[str, Held] = {}
-        for collection in (QUOTA_SLOTS, BUDGET_SLOTS):
-            docs = await self._store.by_field(collection, "allocation_id", str(allocation_id))
-            for doc in sorted(docs, key=lambda d: int(d["number"])):
-                out.setdefault(doc["scope"], Held(doc["scope"], int(doc["number"]), doc["_id"]))
-        return out
-
-    async def release(self, slots: list[Held]) -> None:
-        for slot in slots:
-            await self._store.delete(BUDGET_SLOTS if slot.scope == BUDGET else QUOTA_SLOTS, slot.slot_id)
+    async def held(self, allocation_id: uuid.UUID, scopes: list[str]) -> dict[str, Held]:
+        """The slots an earlier run of this allocation reserved, by scope (point reads only)."""
+        docs = await asyncio.gather(*(self._store.get(slot_collection(s), slot_id(allocation_id, s))
+                                      for s in scopes))
+        return {s: Held(s, int(d["number"])) for s, d in zip(scopes, docs, strict=True) if d is not None}

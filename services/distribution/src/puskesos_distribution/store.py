@@ -32,8 +32,8 @@ from .batching import Coalescer
 ROUNDS = "rounds"
 CLAIMS = "claims"  # _id: allocation id (round, KK); which candidate decides the family's case
 LEASES = "leases"  # _id: {round}:{scope}:{k}; a replica's range of slot numbers
-BUDGET_SLOTS = "budget_slots"  # _id: {round}:{n}
-QUOTA_SLOTS = "quota_slots"  # _id: {round}:{village}:{n}
+BUDGET_SLOTS = "budget_slots"  # _id: {allocation}:budget; unique (round, scope, number)
+QUOTA_SLOTS = "quota_slots"  # _id: {allocation}:v:{village}; unique (round, scope, number)
 ALLOCATIONS = "allocations"  # _id: allocation id; holds the AidAllocated event
 REJECTIONS = "rejections"  # _id: {round}:{candidate}; holds the AidAllocationRejected event
 DISBURSEMENTS = "disbursements"  # _id: allocation id; the final outcome and its event
@@ -45,9 +45,9 @@ PROGRESS = "progress"  # _id: {round}:{instance}; one writer each, live counters
 
 DUPLICATE_KEY = 11000
 
+_SLOT_NUMBER = [("round_id", ASCENDING), ("scope", ASCENDING), ("number", ASCENDING)]
+_UNIQUE: dict[str, list[list[tuple[str, int]]]] = {BUDGET_SLOTS: [_SLOT_NUMBER], QUOTA_SLOTS: [_SLOT_NUMBER]}
 _INDEXES: dict[str, list[list[tuple[str, int]]]] = {
-    BUDGET_SLOTS: [[("allocation_id", ASCENDING)], [("round_id", ASCENDING)]],
-    QUOTA_SLOTS: [[("allocation_id", ASCENDING)], [("round_id", ASCENDING), ("scope", ASCENDING)]],
     ALLOCATIONS: [[("round_id", ASCENDING)]],
     REJECTIONS: [[("round_id", ASCENDING)]],
     DISBURSEMENTS: [[("round_id", ASCENDING)]],
@@ -74,14 +74,16 @@ class MongoStore:
                          for name in _BATCHED}
         self._by_field = {(name, field): Coalescer[str, list[Document]](
             functools.partial(self._by_field_many, name, field), max_batch=max_batch, linger=linger)
-            for name, field in ((HOUSEHOLDS, "kk"), (ASSESSMENTS, "kk"), (BUDGET_SLOTS, "allocation_id"),
-                                (QUOTA_SLOTS, "allocation_id"))}
+            for name, field in ((HOUSEHOLDS, "kk"), (ASSESSMENTS, "kk"))}
         self._snapshots: dict[tuple[str, str], tuple[float, dict[str, set[int]]]] = {}
         self._slot_numbers = {name: Coalescer[str, None](
             functools.partial(self._slot_numbers_many, name), max_batch=max_batch, linger=linger)
             for name in (BUDGET_SLOTS, QUOTA_SLOTS)}
 
     async def ensure_indexes(self) -> None:
+        for name, indexes in _UNIQUE.items():
+            for keys in indexes:
+                await self.db[name].create_index(keys, unique=True)
         for name, indexes in _INDEXES.items():
             for keys in indexes:
                 await self.db[name].create_index(keys)
@@ -113,7 +115,7 @@ class MongoStore:
 
     async def _get_many(self, collection: str, ids: list[str]) -> list[Document | None]:
         coll, unique = self.db[collection], list(dict.fromkeys(ids))
-        if len(unique) <= 4:  # FerretDB pushes a lone ``_id`` equality down to SQLite; ``$in`` it does not
+        if len(unique) <= 64:  # FerretDB pushes a lone ``_id`` equality down to SQLite; ``$in`` it decodes all
             docs = await asyncio.gather(*(coll.find_one({"_id": i}) for i in unique))
             found = {i: doc for i, doc in zip(unique, docs, strict=True) if doc is not None}
         else:
