@@ -97,7 +97,9 @@ def demo(
         if not reuse:
             _fresh_start(report_dir)
         env = _start(report_dir, seed, replicas, unregistered_recipients=bool(listed and listed > size))
+        startup = round(time.monotonic() - began, 2)
         result = asyncio.run(run_scenario(env, options, console))
+        result.timings = {"stack and services start": startup, **result.timings}
         print_summary(result, console)
         path = write_report(result, report_dir)
         ok = result.ok

@@ -151,7 +151,8 @@ def notifications_match_events(st: EndState) -> Check:
     unsent = [i for i in sent_local if lines[i] != 1]
     stray = [i for i in lines if i not in sent_local]
     ok = not (missing or twice or unsent or stray)
-    outcome = Counter(n["event_type"] for n in notes)
+    mine = {str(e["event_id"]) for e in sources}
+    outcome = Counter(n["event_type"] for n in notes if str(n["data"]["source_event_id"]) in mine)
     return Check("notifications match events (one outcome per message, each sent message in the channel once)", ok,
                  f"{len(sources)} events to notify; {outcome['NotificationSent']} sent, "
                  f"{outcome['NotificationFailed']} failed; {len(missing)} events without a notification, "

@@ -1,10 +1,12 @@
 """Allocating one candidate: eligibility re-check, one decision per KK, quota and budget, events.
 
 The order of writes (each an insert with a deterministic ``_id``) is what makes a crash at any
-point harmless; see ``reservations`` for the argument. A decision document keeps its event and,
-for an allocation, the disbursement work item, so a retried work item republishes the very same
-messages (the broker keeps one copy of each ``Nats-Msg-Id``). The work item is acknowledged only
-after they are published: the work queue is the outbox of these decisions.
+point harmless; see ``reservations`` for the argument. A decision document records the facts
+of the decision (outcome, village, amount, reason, time); the event and, for an allocation, the
+disbursement work item are rebuilt from it and from the work item, so a retried work item
+republishes the very same messages (same ids, same bytes; the broker keeps one copy of each).
+The work item is acknowledged only after they are published: the work queue is the outbox of
+these decisions. Decision documents stay small because FerretDB reads by scanning them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .domain import (
     allocation_id_for,
     check_candidate,
     rejected_event,
+    stored_time,
     village_of,
 )
 from .reservations import BUDGET, village_scope
@@ -62,8 +65,7 @@ class Allocator:
         if rejection is not None:
             await self._reject(item, village, rejection)
             return
-        claim = {"_id": str(allocation_id), "round_id": str(c.round_id), "kk": c.kk_number,
-                 "candidate_id": c.candidate_id}
+        claim = {"_id": str(allocation_id), "round_id": str(c.round_id), "candidate_id": c.candidate_id}
         if not await self.ctx.store.insert(CLAIMS, claim):
             holder = await self.ctx.store.get(CLAIMS, str(allocation_id))
             if holder is None:  # claims are never deleted; the read raced a lagging replica
@@ -97,16 +99,10 @@ class Allocator:
                 RejectionReason.BUDGET_EXHAUSTED, f"the budget covers {round_.budget_slots} families "
                 "and all are allocated"))
             return
-        now = self.ctx.clock()
-        event = allocated_event(item, village, round_.amount_per_family, now)
-        work = disburse_item(Disbursement(allocation_id=allocation_id, round_id=c.round_id, kk_number=c.kk_number,
-                                          amount=round_.amount_per_family, payout=c.payout,
-                                          allocated_event_id=event.event_id),
-                             actor=item.actor, village_code=village, now=now)
         doc: dict[str, Any] = {
             "_id": str(allocation_id), "round_id": str(c.round_id), "kk": c.kk_number, "village_code": village,
             "amount": round_.amount_per_family, "candidate_id": c.candidate_id,
-            "event": self.ctx.events.entry(event), "work": self.ctx.work.entry(work), "allocated_at": now,
+            "decided_at": stored_time(self.ctx.clock()),
         }
         if await self.ctx.store.insert(ALLOCATIONS, doc):
             self.ctx.progress.add(c.round_id, "allocated")
@@ -115,34 +111,45 @@ class Allocator:
             if winner is None:
                 raise TransientError("allocation not readable yet")
             doc = winner
-        await self._publish_allocation(doc)
+        await self._publish_allocation(item, doc)
 
-    async def _publish_allocation(self, doc: dict[str, Any]) -> None:
-        await asyncio.gather(self.ctx.events.publish(doc["event"]), self.ctx.work.publish_entry(doc["work"]))
+    async def _publish_allocation(self, item: AllocateCandidate, doc: dict[str, Any]) -> None:
+        c, decided_at = item.data, stored_time(doc["decided_at"])
+        event = allocated_event(item, doc["village_code"], int(doc["amount"]), decided_at)
+        work = disburse_item(Disbursement(allocation_id=event.data.allocation_id, round_id=c.round_id,
+                                          kk_number=c.kk_number, amount=int(doc["amount"]), payout=c.payout,
+                                          allocated_event_id=event.event_id),
+                             actor=item.actor, village_code=doc["village_code"], now=decided_at)
+        await asyncio.gather(self.ctx.events.publish(self.ctx.events.entry(event)), self.ctx.work.publish(work))
 
     async def _reject(self, item: AllocateCandidate, village: str, rejection: Rejection) -> None:
-        event = rejected_event(item, village, rejection, self.ctx.clock())
         c = item.data
         doc: dict[str, Any] = {
             "_id": rejection_id(item), "round_id": str(c.round_id), "kk": c.kk_number, "village_code": village,
-            "reason": rejection.reason.value, "candidate_id": c.candidate_id, "event": self.ctx.events.entry(event)}
+            "reason": rejection.reason.value, "detail": rejection.detail, "candidate_id": c.candidate_id,
+            "decided_at": stored_time(self.ctx.clock())}
         if await self.ctx.store.insert(REJECTIONS, doc):
-            self.ctx.progress.add(item.data.round_id, f"rejected_{rejection.reason.value}")
+            self.ctx.progress.add(c.round_id, f"rejected_{rejection.reason.value}")
         else:
             stored = await self.ctx.store.get(REJECTIONS, rejection_id(item))
             if stored is None:
                 raise TransientError("rejection not readable yet")
             doc = stored
-        await self.ctx.events.publish(doc["event"])
+        await self._publish_rejection(item, doc)
+
+    async def _publish_rejection(self, item: AllocateCandidate, doc: dict[str, Any]) -> None:
+        rejection = Rejection(RejectionReason(doc["reason"]), doc["detail"])
+        event = rejected_event(item, doc["village_code"], rejection, stored_time(doc["decided_at"]))
+        await self.ctx.events.publish(self.ctx.events.entry(event))
 
     async def _replay(self, item: AllocateCandidate, allocation_id: uuid.UUID) -> bool:
         """Republishes what an earlier run decided for this candidate, if it decided anything."""
-        allocation = await self.ctx.store.get(ALLOCATIONS, str(allocation_id))
+        allocation, rejection = await asyncio.gather(self.ctx.store.get(ALLOCATIONS, str(allocation_id)),
+                                                     self.ctx.store.get(REJECTIONS, rejection_id(item)))
         if allocation is not None and allocation["candidate_id"] == item.data.candidate_id:
-            await self._publish_allocation(allocation)
+            await self._publish_allocation(item, allocation)
             return True
-        rejection = await self.ctx.store.get(REJECTIONS, rejection_id(item))
         if rejection is not None:
-            await self.ctx.events.publish(rejection["event"])
+            await self._publish_rejection(item, rejection)
             return True
         return False

@@ -47,16 +47,23 @@ class Client:
     def __init__(self, nc: NatsClient, settings: DistributionSettings, token: str) -> None:
         self.nc, self.settings, self.token = nc, settings, token
 
-    async def call(self, name: str, body: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
+    async def call(self, name: str, body: dict[str, Any], *, timeout: float = 30.0, attempts: int = 5
+                   ) -> dict[str, Any]:
+        """Sends a command; every command here is idempotent, so a timeout (the replica that took it
+        died, say) or a replica still starting is answered by sending it again."""
         subject = self.settings.topology().command_subject(SERVICE, name)
-        for attempt in range(20):  # a replica that is starting may not be subscribed yet
+        for attempt in range(1, attempts + 1):
             try:
                 reply = await send_command(self.nc, subject, {**body, "token": self.token}, timeout=timeout)
                 break
             except nats.errors.NoRespondersError:
-                if attempt == 19:
-                    raise CommandFailed("no_service", "no distribution replica answers (is it running?)", []) from None
-                await asyncio.sleep(0.25)
+                if attempt == attempts:
+                    raise CommandFailed("no_service", "no distribution replica answers (is it running?)",
+                                        []) from None
+                await asyncio.sleep(0.5 * attempt)
+            except (nats.errors.TimeoutError, TimeoutError):
+                if attempt == attempts:
+                    raise
         if not reply.ok:
             error = reply.error or {}
             raise CommandFailed(error.get("code", "error"), error.get("message", "failed"), error.get("fields", []))

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import nats.errors
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -87,13 +86,7 @@ async def import_file(call: Call, round_id: uuid.UUID, round_ref: str, path: Pat
         async def send(rows: list[dict[str, Any]]) -> None:
             try:
                 body = {"round": round_ref, "batch_id": str(batch_id), "rows": rows}
-                for attempt in range(1, ATTEMPTS + 1):
-                    try:
-                        result = await call("import_rows", body, timeout=CHUNK_TIMEOUT)
-                        break
-                    except (nats.errors.TimeoutError, TimeoutError):  # resending a chunk is harmless
-                        if attempt == ATTEMPTS:
-                            raise
+                result = await call("import_rows", body, timeout=CHUNK_TIMEOUT, attempts=ATTEMPTS)
                 counts["accepted"] += int(result["accepted"])
                 counts["resent"] += int(result["resent"])
                 for rejected in result["rejected"]:
@@ -128,5 +121,6 @@ async def import_file(call: Call, round_id: uuid.UUID, round_ref: str, path: Pat
     if failures:
         raise failures[0]
     finished = await call("finish_import", {"round": round_ref, "batch_id": str(batch_id), "file_name": path.name,
-                                            "total_rows": total, "rejected_rows": counts["rejected"]})
+                                            "total_rows": total, "rejected_rows": counts["rejected"]},
+                          timeout=CHUNK_TIMEOUT, attempts=ATTEMPTS)
     return {**counts, "total_rows": total, "batch_id": str(batch_id), "service_accepted": finished["accepted"]}

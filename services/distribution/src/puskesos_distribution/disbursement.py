@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from puskesos_shared.contracts.envelope import Event
 from puskesos_shared.contracts.registry import InvalidMessage
 from puskesos_shared.messaging import TransientError
 from puskesos_shared.messaging.consumer import Delivery
 
 from .batching import Coalescer
 from .context import Context
-from .domain import disbursed_event, failed_event
+from .domain import disbursed_event, failed_event, stored_time
 from .gateway import PaymentGateway, PaymentOrder, PaymentResult, PaymentStatus
 from .store import DISBURSEMENTS
 from .workitems import DisburseAllocation, WorkItem
@@ -46,7 +47,7 @@ class Disburser:
         if delivery.attempt > 1:
             done = await self.ctx.store.get(DISBURSEMENTS, str(d.allocation_id))
             if done is not None:
-                await self.ctx.events.publish(done["event"])
+                await self._publish(item, done)
                 return
         order = PaymentOrder(idempotency_key=str(d.allocation_id), amount=d.amount, round_id=d.round_id,
                              kk_number=d.kk_number, payout_method=d.payout.method.value,
@@ -56,36 +57,44 @@ class Disburser:
         if result.status is PaymentStatus.EXECUTED:
             if result.payment_id is None or result.executed_at is None:
                 raise TransientError("the gateway reported a payment without its reference")
-            event = disbursed_event(item, gateway=name, reference=result.payment_id, attempts=delivery.attempt,
-                                    executed_at=result.executed_at)
-            await self._record(item, "disbursed", event.model_dump(mode="json"), self.ctx.events.entry(event),
-                               payment_id=result.payment_id)
+            await self._record(item, {"outcome": "disbursed", "payment_id": result.payment_id,
+                                      "decided_at": stored_time(result.executed_at), "attempts": delivery.attempt})
             return
-        reason = result.reason or result.status.value
+        reason = (result.reason or result.status.value)[:500]
         final = result.status is PaymentStatus.DECLINED or delivery.attempt >= self.ctx.settings.disburse_max_attempts
-        failed = failed_event(item, gateway=name, reason=reason, attempts=delivery.attempt, final=final,
-                              now=self.ctx.clock())
         if final:
-            await self._record(item, "failed", failed.model_dump(mode="json"), self.ctx.events.entry(failed),
-                               payment_id=None)
+            now = stored_time(self.ctx.clock())
+            await self._record(item, {"outcome": "failed", "reason": reason, "decided_at": now,
+                                      "attempts": delivery.attempt})
             return
+        failed = failed_event(item, gateway=name, reason=reason, attempts=delivery.attempt, final=False,
+                              now=self.ctx.clock())
         await self.ctx.events.publish(self.ctx.events.entry(failed))
         self.ctx.progress.add(d.round_id, "failed_attempts")
         raise GatewayRefusedForNow(f"gateway {name}: {reason} (attempt {delivery.attempt})")
 
-    async def _record(self, item: DisburseAllocation, outcome: str, event: dict[str, Any],
-                      entry: dict[str, Any], *, payment_id: str | None) -> None:
+    async def _record(self, item: DisburseAllocation, outcome: dict[str, Any]) -> None:
+        """Records the final outcome once (the first run to record wins), then publishes its event."""
         d = item.data
-        doc = {"_id": str(d.allocation_id), "round_id": str(d.round_id), "kk": d.kk_number, "amount": d.amount,
-               "outcome": outcome, "payment_id": payment_id, "attempts": event["data"]["attempts"],
-               "event": entry}
+        doc = {"_id": str(d.allocation_id), "round_id": str(d.round_id), "amount": d.amount,
+               "gateway": self.gateway.name, **outcome}
         if await self.ctx.store.insert(DISBURSEMENTS, doc):
-            self.ctx.progress.add(d.round_id, outcome)
-            if outcome == "disbursed":
+            self.ctx.progress.add(d.round_id, doc["outcome"])
+            if doc["outcome"] == "disbursed":
                 self.ctx.progress.add(d.round_id, "disbursed_amount", d.amount)
         else:
             stored = await self.ctx.store.get(DISBURSEMENTS, str(d.allocation_id))
             if stored is None:
                 raise TransientError("disbursement record not readable yet")
-            entry = stored["event"]
-        await self.ctx.events.publish(entry)
+            doc = stored
+        await self._publish(item, doc)
+
+    async def _publish(self, item: DisburseAllocation, doc: dict[str, Any]) -> None:
+        at = stored_time(doc["decided_at"])
+        if doc["outcome"] == "disbursed":
+            event: Event = disbursed_event(item, gateway=doc["gateway"], reference=doc["payment_id"],
+                                           attempts=int(doc["attempts"]), executed_at=at)
+        else:
+            event = failed_event(item, gateway=doc["gateway"], reason=doc["reason"], attempts=int(doc["attempts"]),
+                                 final=True, now=at)
+        await self.ctx.events.publish(self.ctx.events.entry(event))

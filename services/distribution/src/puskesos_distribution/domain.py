@@ -33,6 +33,13 @@ PRODUCER = "distribution"
 SYSTEM = Actor.system("distribution")
 
 
+def stored_time(value: dt.datetime) -> dt.datetime:
+    """A time as MongoDB keeps it (UTC-aware, whole milliseconds): events rebuilt from a record
+    read back later are byte-identical to the ones first published."""
+    value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
 class RoundStatus(StrEnum):
     OPEN = "open"
     CLOSING = "closing"  # no new allocations; waiting for the work to drain
