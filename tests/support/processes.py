@@ -23,7 +23,6 @@ from typing import Any, NoReturn
 
 import httpx
 
-
 #: Token-signing secret of the service processes tests start (tests issue tokens with it).
 TEST_AUTH_SECRET = "test-only-auth-secret-0123456789abcdef"
 
