@@ -21,7 +21,8 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from puskesos_distribution.settings import DistributionSettings
 from puskesos_distribution.workqueue import work_stream
 from puskesos_shared.auth import Officer, issue_token
@@ -81,11 +82,16 @@ class Helpers:
         info = await js.stream_info(stream, subjects_filter=subject)
         total = sum((info.state.subjects or {}).values())
         sub = await js.pull_subscribe(subject, stream=stream, config=ConsumerConfig(
-            deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0))
+            deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=30.0))
         out: list[Any] = []
+        deadline = time.monotonic() + 60
         try:
             while len(out) < total:
-                out += await sub.fetch(min(1000, total - len(out)), timeout=5)
+                try:
+                    out += await sub.fetch(min(500, total - len(out)), timeout=10)
+                except (NatsTimeoutError, TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise
         finally:
             await sub.unsubscribe()
         return out

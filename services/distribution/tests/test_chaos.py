@@ -50,7 +50,8 @@ async def test_replicas_killed_at_random_pay_each_family_once_within_budget_and_
     env = {"PUSKESOS_GATEWAY_URL": f"http://127.0.0.1:{gateway.port}", "PUSKESOS_DISBURSE_MAX_ATTEMPTS": "60",
            "PUSKESOS_WORK_ACK_WAIT_SECONDS": "4", "PUSKESOS_WORK_BACKOFF_INITIAL_SECONDS": "0.2",
            "PUSKESOS_WORK_BACKOFF_MAX_SECONDS": "2", "PUSKESOS_WORK_MAX_ATTEMPTS": "200",
-           "PUSKESOS_CLOSE_WAIT_SECONDS": "120"}
+           "PUSKESOS_CLOSE_WAIT_SECONDS": "120", "PUSKESOS_ALLOCATE_IN_FLIGHT": "48",
+           "PUSKESOS_DISBURSE_IN_FLIGHT": "32"}
     replicas = [processes.replica(i, **env) for i in range(3)]
     for replica in replicas:
         replica.wait_http("/health/ready", timeout=90)
@@ -117,7 +118,7 @@ async def test_replicas_killed_at_random_pay_each_family_once_within_budget_and_
 
     ledger = gateway_ledger(gateway.port, round_id)
     stats = gateway_stats(gateway.port)
-    allocations = await db.allocations.find({}, {"village_code": 1, "amount": 1, "kk": 1}).to_list()
+    allocations = await db.decisions.find({"outcome": "allocated"}).to_list()
     closed_round = await db.rounds.find_one({"_id": round_id})
     await client.close()
 

@@ -25,8 +25,8 @@ async def settle(helpers: Any, round_key: str, *, allocated_plus_rejected: int, 
     async def done() -> bool:
         status = await helpers.ok("round_status", {"round": round_key, "exact": True})
         exact, pending = status["exact"], status["pending"]
-        return (exact["allocations"] + exact["rejections"] == allocated_plus_rejected
-                and exact["disbursements"] == outcomes and not any(pending.values()))
+        return (exact["allocated"] + exact["rejected"] == allocated_plus_rejected
+                and exact["disbursement_outcomes"] == outcomes and not any(pending.values()))
 
     await helpers.wait_until(done, timeout=90, what="the round to settle")
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from puskesos_shared.messaging import subscribe_events
 from puskesos_shared.service import ServiceRuntime, create_service_app
 
+from . import dbmetrics
 from .allocation import Allocator
 from .api import router
 from .commands import register_commands
@@ -86,5 +87,6 @@ def make_configure(settings: DistributionSettings, gateway: PaymentGateway | Non
 def create_app(settings: DistributionSettings | None = None, *, gateway: PaymentGateway | None = None) -> FastAPI:
     settings = settings or DistributionSettings()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per payment is noise, not information
+    dbmetrics.register()
     return create_service_app("distribution", settings, configure=make_configure(settings, gateway),
                               routers=[router])

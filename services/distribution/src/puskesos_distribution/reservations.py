@@ -89,7 +89,7 @@ class SlotPool:
         self.collection = slot_collection(scope)
         self.direct = size <= DIRECT_LIMIT
         self.range_size = max(2, min(16, size // 512))
-        self._probe = 0  # direct mode: the next number no one in this process has tried
+        self._untried: deque[int] | None = None  # direct mode: numbers this process has not tried yet
         self._in_flight = 0  # direct mode: numbers handed out whose insert has not finished
         self._settled = asyncio.Condition()
         self._free: deque[int] = deque()
@@ -101,8 +101,15 @@ class SlotPool:
         self._lock = asyncio.Lock()
 
     async def take(self, allocation_id: uuid.UUID, candidate_id: str) -> Held | None:
-        """The allocation's slot in this scope (taken now or before), or None when all are taken."""
+        """The allocation's slot in this scope (taken now or before), or None when all are taken.
+
+        A refused insert normally means another allocation holds that number. It can also mean this
+        allocation holds a slot already (the same work item running twice at once); after two
+        refusals in a row the slot document of this allocation is read to tell, and numbers it
+        skipped for that reason are handed back.
+        """
         doc_id = slot_id(allocation_id, self.scope)
+        refused: list[int] = []
         while True:
             number = await (self._next_direct() if self.direct else self._next_number())
             if number is None:
@@ -111,25 +118,32 @@ class SlotPool:
                    "allocation_id": str(allocation_id), "candidate_id": candidate_id}
             try:
                 inserted = await self._store.insert(self.collection, doc)
-                mine = None if inserted else await self._store.get(self.collection, doc_id)
+                mine = None
+                if not inserted and len(refused) >= 1:
+                    mine = await self._store.get(self.collection, doc_id)
             except BaseException:
-                await self._settle(number, returned=True)  # not known to be taken: someone tries it again
+                await self._settle([number], returned=True)  # not known to be taken: someone tries it again
                 raise
-            # refused because this allocation already holds a slot, the number itself may be free
-            await self._settle(number, returned=mine is not None)
             if inserted:
+                await self._settle([number], returned=False)
                 return Held(self.scope, number)
-            if mine is not None:  # an earlier (or concurrent) run of this allocation holds one already
+            if mine is not None:  # an earlier or concurrent run of this allocation holds one already
+                await self._settle([number], returned=True)
+                await self._settle(refused, returned=True, in_flight=False)
                 return Held(self.scope, int(mine["number"]))
-            # another allocation holds this number: try the next one
+            refused.append(number)
+            await self._settle([number], returned=False)
 
     async def _next_direct(self) -> int | None:
         async with self._settled:
+            if self._untried is None:  # first use in this process: skip what is known to be taken
+                taken = await self._store.slot_numbers(self.collection, self.round_id, self.scope)
+                self._untried = deque(n for n in range(self.size) if n not in taken)
             while True:
-                if self._free:  # numbers handed back after an error
+                if self._free:  # numbers handed back: not known to be taken
                     number = self._free.popleft()
-                elif self._probe < self.size:
-                    number, self._probe = self._probe, self._probe + 1
+                elif self._untried:
+                    number = self._untried.popleft()
                 elif self._in_flight:  # the last numbers are being tried: wait for their outcome
                     await self._settled.wait()
                     continue
@@ -139,15 +153,16 @@ class SlotPool:
                 self._in_flight += 1
                 return number
 
-    async def _settle(self, number: int, *, returned: bool) -> None:
+    async def _settle(self, numbers: list[int], *, returned: bool, in_flight: bool = True) -> None:
         if not self.direct:
             if returned:
-                self._free.append(number)
+                self._free.extend(numbers)
             return
         async with self._settled:
-            self._in_flight -= 1
+            if in_flight:
+                self._in_flight -= len(numbers)
             if returned:
-                self._free.append(number)
+                self._free.extend(numbers)
             self._settled.notify_all()
 
     async def _next_number(self) -> int | None:

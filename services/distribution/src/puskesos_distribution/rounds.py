@@ -26,7 +26,7 @@ from .context import Context
 from .domain import PRODUCER, RoundStatus, round_id_for
 from .reconciliation import reconcile, round_totals
 from .requests import CloseRound, OpenRound, RoundStatusQuery
-from .store import ALLOCATIONS, DISBURSEMENTS, IMPORTS, PROGRESS, REJECTIONS, ROUNDS
+from .store import DECISIONS, DISBURSEMENTS, IMPORTS, PROGRESS, ROUNDS
 from .workqueue import ALLOCATE, CONSUMERS, DISBURSE, work_stream, work_subject
 
 
@@ -107,8 +107,10 @@ class RoundOperations:
             "closed": doc.get("closed"), "as_of": self.ctx.clock().isoformat(), "as_of_monotonic": time.monotonic(),
         }
         if req.exact:
-            out["exact"] = {name: await self.ctx.store.count(name, {"round_id": rid})
-                            for name in (ALLOCATIONS, REJECTIONS, DISBURSEMENTS)}
+            out["exact"] = {
+                "allocated": await self.ctx.store.count(DECISIONS, {"round_id": rid, "outcome": "allocated"}),
+                "rejected": await self.ctx.store.count(DECISIONS, {"round_id": rid, "outcome": "rejected"}),
+                "disbursement_outcomes": await self.ctx.store.count(DISBURSEMENTS, {"round_id": rid})}
         return out
 
     # close --------------------------------------------------------------------------------
@@ -144,9 +146,10 @@ class RoundOperations:
     async def _finish(self, round_id: uuid.UUID, doc: Document, officer: Officer) -> dict[str, Any]:
         assert self.ctx.gateway is not None
         rid, store = str(round_id), self.ctx.store
-        allocations = await store.find_all(ALLOCATIONS, {"round_id": rid}, {"event": 0, "work": 0})
-        rejections = await store.find_all(REJECTIONS, {"round_id": rid}, {"reason": 1})
-        disbursements = await store.find_all(DISBURSEMENTS, {"round_id": rid}, {"event": 0})
+        decisions = await store.find_all(DECISIONS, {"round_id": rid})
+        allocations = [{**d, "_id": d["allocation_id"]} for d in decisions if d["outcome"] == "allocated"]
+        rejections = [d for d in decisions if d["outcome"] != "allocated"]
+        disbursements = await store.find_all(DISBURSEMENTS, {"round_id": rid})
         ledger = await self.ctx.gateway.ledger(round_id)
         config = AidRoundOpenedData.model_validate(doc["config"])
         totals = round_totals(config.budget_cap, allocations, rejections, disbursements)

@@ -34,8 +34,7 @@ CLAIMS = "claims"  # _id: allocation id (round, KK); which candidate decides the
 LEASES = "leases"  # _id: {round}:{scope}:{k}; a replica's range of slot numbers
 BUDGET_SLOTS = "budget_slots"  # _id: {allocation}:budget; unique (round, scope, number)
 QUOTA_SLOTS = "quota_slots"  # _id: {allocation}:v:{village}; unique (round, scope, number)
-ALLOCATIONS = "allocations"  # _id: allocation id; holds the AidAllocated event
-REJECTIONS = "rejections"  # _id: {round}:{candidate}; holds the AidAllocationRejected event
+DECISIONS = "decisions"  # _id: {round}:{candidate}; allocated (with the allocation id) or rejected
 DISBURSEMENTS = "disbursements"  # _id: allocation id; the final outcome and its event
 IMPORT_ROWS = "import_rows"  # _id: {batch}:{KK}; duplicate detection within a recipient list
 IMPORTS = "imports"  # _id: batch id (or assess:{round}:{n}); candidates enqueued per batch
@@ -48,8 +47,7 @@ DUPLICATE_KEY = 11000
 _SLOT_NUMBER = [("round_id", ASCENDING), ("scope", ASCENDING), ("number", ASCENDING)]
 _UNIQUE: dict[str, list[list[tuple[str, int]]]] = {BUDGET_SLOTS: [_SLOT_NUMBER], QUOTA_SLOTS: [_SLOT_NUMBER]}
 _INDEXES: dict[str, list[list[tuple[str, int]]]] = {
-    ALLOCATIONS: [[("round_id", ASCENDING)]],
-    REJECTIONS: [[("round_id", ASCENDING)]],
+    DECISIONS: [[("round_id", ASCENDING)]],
     DISBURSEMENTS: [[("round_id", ASCENDING)]],
     HOUSEHOLDS: [[("kk", ASCENDING)]],
     ASSESSMENTS: [[("kk", ASCENDING)]],
@@ -57,7 +55,7 @@ _INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     IMPORTS: [[("round_id", ASCENDING)]],
 }
 
-_BATCHED = (CLAIMS, LEASES, BUDGET_SLOTS, QUOTA_SLOTS, ALLOCATIONS, REJECTIONS, DISBURSEMENTS, IMPORT_ROWS,
+_BATCHED = (CLAIMS, LEASES, BUDGET_SLOTS, QUOTA_SLOTS, DECISIONS, DISBURSEMENTS, IMPORT_ROWS,
             HOUSEHOLDS, ASSESSMENTS, ROUNDS)
 
 

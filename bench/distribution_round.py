@@ -1,0 +1,293 @@
+"""Distribution benchmark: a 63,335-family BLT round end to end against the raw floor, same run.
+
+    uv run python bench/distribution_round.py [--families 63335] [--replicas 1] [--skip-floor]
+
+Starts nats-server and FerretDB (or uses PUSKESOS_NATS_URL / PUSKESOS_MONGO_URL), the simulated
+gateway and ``--replicas`` distribution processes. Opens a round whose budget covers every family,
+imports a deterministic recipient list (valid KKs/NIKs of Kota Malang and Jember) through the
+same code the ``round import`` command uses, and waits until every family is allocated and paid
+(the work queue is empty), then closes the round (totals and reconciliation with the gateway).
+
+The raw floor, measured in the same run on the same servers: plain nats-py publishing and
+consuming (pull, explicit ack) as many messages as the round published, plus plain PyMongo
+``insert_many`` of as many documents as the round wrote. Target (BRIEF §6): within 3x the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from puskesos_distribution.csv_import import import_file
+from puskesos_distribution.domain import round_id_for
+from puskesos_distribution.sample_data import write_csv
+from puskesos_distribution.workqueue import work_stream
+from puskesos_shared.auth import Officer, issue_token
+from puskesos_shared.commands import send_command
+from puskesos_shared.contracts.primitives import OfficerRole
+from puskesos_shared.testing.servers import resolve_mongo, resolve_nats
+from puskesos_shared.topology import Topology
+from pymongo import AsyncMongoClient
+from rich.console import Console
+
+SECRET = "bench-distribution-secret-0123456789abcdef"
+AMOUNT = 300_000
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    """Servers, the gateway simulator and distribution replicas for one benchmark run."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.nats = resolve_nats(workdir)
+        self.mongo = resolve_mongo(workdir)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, argv: list[str], log: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("PUSKESOS_")}
+        with (self.workdir / log).open("ab") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**base, **(env or {})},
+                                    cwd=self.workdir, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def gateway(self, *args: str) -> int:
+        port = free_port()
+        self.spawn([sys.executable, "-m", "puskesos_distribution.gateway_sim", "--port", str(port),
+                    "--ledger", str(self.workdir / f"ledger-{port}.jsonl"), *args], f"gateway-{port}.log")
+        wait_http(f"http://127.0.0.1:{port}/health")
+        return port
+
+    def replicas(self, count: int, namespace: str, gateway_port: int, **env: str) -> list[int]:
+        ports = []
+        for i in range(count):
+            port = free_port()
+            self.spawn([sys.executable, "-m", "puskesos_distribution"], f"{namespace}-replica-{i}.log", {
+                "PUSKESOS_NATS_URL": self.nats.url, "PUSKESOS_MONGO_URL": self.mongo.url,
+                "PUSKESOS_NAMESPACE": namespace, "PUSKESOS_MONGO_DB": f"{namespace}_distribution",
+                "PUSKESOS_AUTH_SECRET": SECRET, "PUSKESOS_HTTP_PORT": str(port), "PUSKESOS_LOG_JSON": "true",
+                "PUSKESOS_LOG_LEVEL": "warning", "PUSKESOS_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
+                **env})
+            ports.append(port)
+        for port in ports:
+            wait_http(f"http://127.0.0.1:{port}/health/ready", timeout=120)
+        return ports
+
+    def stop(self, procs: list[subprocess.Popen[bytes]] | None = None) -> None:
+        for proc in procs if procs is not None else self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs if procs is not None else self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def close(self) -> None:
+        self.stop()
+        self.nats.close()
+        self.mongo.close()
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} not ready after {timeout}s")
+        time.sleep(0.2)
+
+
+def operator_token() -> str:
+    return issue_token(Officer(officer_id="bench-operator", role=OfficerRole.OPERATOR, scope=("35.73", "35.09")),
+                       SECRET)
+
+
+def command_caller(nc: Any, topology: Topology) -> Callable[..., Awaitable[dict[str, Any]]]:
+    token = operator_token()
+
+    async def call(name: str, body: dict[str, Any], *, timeout: float = 60.0, attempts: int = 5) -> dict[str, Any]:
+        subject = topology.command_subject("distribution", name)
+        for attempt in range(1, attempts + 1):
+            try:
+                reply = await send_command(nc, subject, {**body, "token": token}, timeout=timeout)
+                break
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(0.5)
+        if not reply.ok:
+            raise RuntimeError(f"{name}: {reply.error}")
+        return reply.result or {}
+
+    return call
+
+
+def round_body(key: str, families: int, budget_families: int, quotas: list[dict[str, Any]] | None = None
+               ) -> dict[str, Any]:
+    return {"key": key, "name": f"Bench BLT {families:,} families", "program": "BLT", "funding_source": "DBHCHT",
+            "amount_per_family": AMOUNT, "budget_cap": AMOUNT * budget_families,
+            "eligibility_rule_version": "blt-eligibility@1", "period_start": "2022-11-01",
+            "period_end": "2022-12-31", "village_quotas": quotas or []}
+
+
+async def wait_drained(js: Any, topology: Topology, started: float, console: Console, label: str) -> float:
+    """Polls the work stream until it is empty (every family decided and, if allocated, paid)."""
+    last = -1
+    while True:
+        messages = (await js.stream_info(work_stream(topology))).state.messages
+        if messages == 0:
+            return time.monotonic() - started
+        if messages != last and int(time.monotonic() - started) % 10 == 0:
+            console.print(f"  {label}: {messages:,} work items left after {time.monotonic() - started:,.0f}s")
+            last = messages
+        await asyncio.sleep(0.5)
+
+
+async def run_round(stack: Stack, families: int, replicas: int, console: Console) -> dict[str, Any]:
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    topology = Topology(namespace=namespace)
+    gateway_port = stack.gateway()
+    before = list(stack.procs)
+    stack.replicas(replicas, namespace, gateway_port, PUSKESOS_GATEWAY_BATCH_SIZE="100",
+                   PUSKESOS_DISBURSE_IN_FLIGHT="400", PUSKESOS_ALLOCATE_IN_FLIGHT="256")
+    replica_procs = [p for p in stack.procs if p not in before]
+    csv_file = write_csv(stack.workdir / f"recipients-{families}.csv", families, seed=2022)
+    nc = await nats.connect(stack.nats.url, max_reconnect_attempts=5)
+    js = nc.jetstream()
+    call = command_caller(nc, topology)
+    key = f"bench-round-{families}"
+    try:
+        await call("open_round", round_body(key, families, families))
+        started = time.monotonic()
+        summary = await import_file(call, round_id_for(key), key, csv_file, stack.workdir / "rejected.csv", 500,
+                                    console=console, in_flight=4)
+        imported = time.monotonic() - started
+        assert summary["accepted"] == families, summary
+        total = await wait_drained(js, topology, started, console, "round")
+        began_close = time.monotonic()
+        closed = await call("close_round", {"round": key}, timeout=600, attempts=1)
+        close_seconds = time.monotonic() - began_close
+        events = (await js.stream_info(topology.events_stream)).state.messages
+        work = (await js.stream_info(work_stream(topology))).state.last_seq
+        client: AsyncMongoClient[Any] = AsyncMongoClient(stack.mongo.url)
+        db = client[f"{namespace}_distribution"]
+        docs = 0
+        for name in await db.list_collection_names():
+            docs += await db[name].estimated_document_count()
+        await client.close()
+        async with httpx.AsyncClient(timeout=30) as http:
+            ledger = (await http.get(f"http://127.0.0.1:{gateway_port}/v1/stats")).json()
+    finally:
+        await nc.close()
+        stack.stop(replica_procs)
+    return {"families": families, "replicas": replicas, "import_seconds": imported, "round_seconds": total,
+            "close_seconds": close_seconds, "messages": events + work, "consumed": work, "documents": docs,
+            "totals": closed["totals"], "reconciliation": closed["reconciliation"], "gateway": ledger}
+
+
+async def raw_floor(stack: Stack, messages: int, consumed: int, documents: int) -> dict[str, float]:
+    """Plain nats-py: publish ``messages``, consume ``consumed`` of them (pull, explicit ack);
+    plain PyMongo: ``insert_many`` of ``documents`` in batches of 1,000."""
+    nc = await nats.connect(stack.nats.url)
+    js = nc.jetstream()
+    name = f"FLOOR{uuid.uuid4().hex[:8].upper()}"
+    await js.add_stream(StreamConfig(name=name, subjects=[f"{name.lower()}.>"], retention=RetentionPolicy.WORK_QUEUE,
+                                     storage=StorageType.FILE, duplicate_window=24 * 3600))
+    body = b"x" * 700
+    gate = asyncio.Semaphore(512)
+
+    async def publish(i: int) -> None:
+        async with gate:
+            await js.publish(f"{name.lower()}.work", body, headers={"Nats-Msg-Id": f"m{i}"}, stream=name)
+
+    started = time.monotonic()
+    await asyncio.gather(*(publish(i) for i in range(messages)))
+    published = time.monotonic() - started
+    sub = await js.pull_subscribe(f"{name.lower()}.work", durable="floor", stream=name,
+                                  config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1))
+    got, started = 0, time.monotonic()
+    while got < consumed:
+        batch = await sub.fetch(min(500, consumed - got), timeout=10)
+        await asyncio.gather(*(m.ack() for m in batch))
+        got += len(batch)
+    consumed = time.monotonic() - started
+    await js.delete_stream(name)
+    await nc.close()
+
+    client: AsyncMongoClient[Any] = AsyncMongoClient(stack.mongo.url)
+    db = client[f"floor{uuid.uuid4().hex[:8]}"]
+    now = dt.datetime.now(dt.UTC)
+    started = time.monotonic()
+    for offset in range(0, documents, 1000):
+        await db.docs.insert_many([{"_id": f"{offset + i}:{uuid.uuid4()}", "round_id": "r", "kk": "3509010502200001",
+                                    "village_code": "35.09.01.2001", "amount": AMOUNT, "at": now}
+                                   for i in range(min(1000, documents - offset))])
+    written = time.monotonic() - started
+    await client.drop_database(db.name)
+    await client.close()
+    return {"publish_seconds": published, "consume_seconds": consumed, "insert_seconds": written,
+            "total_seconds": published + consumed + written}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="63,335-family round end to end vs the raw floor")
+    parser.add_argument("--families", type=int, default=63_335)
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--skip-floor", action="store_true")
+    args = parser.parse_args()
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="bench-distribution-") as tmp:
+        stack = Stack(Path(tmp))
+        try:
+            console.print(f"load average before: {os.getloadavg()}")
+            result = asyncio.run(run_round(stack, args.families, args.replicas, console))
+            floor = None if args.skip_floor else asyncio.run(
+                raw_floor(stack, result["messages"], result["consumed"], result["documents"]))
+        finally:
+            stack.close()
+    n, seconds = result["families"], result["round_seconds"]
+    totals, rec = result["totals"], result["reconciliation"]
+    console.print(f"\nround of {n:,} families, {result['replicas']} replica(s): {seconds:,.1f} s end to end "
+                  f"({n / seconds:,.0f} families/s; import {result['import_seconds']:,.1f} s, close and "
+                  f"reconcile {result['close_seconds']:,.1f} s)")
+    console.print(f"  allocated {totals['allocated_count']:,}, paid {totals['disbursed_count']:,}, failed "
+                  f"{totals['failed_count']}, reconciliation matched: {rec['matched']} "
+                  f"(gateway executed {rec['gateway_executed_count']:,}, paid twice: "
+                  f"{result['gateway']['families_paid_twice']})")
+    console.print(f"  it published {result['messages']:,} messages (consumed {result['consumed']:,} work items) "
+                  f"and wrote {result['documents']:,} documents")
+    if floor is not None:
+        console.print(f"raw floor for the same counts: {floor['total_seconds']:,.1f} s (publish "
+                      f"{floor['publish_seconds']:,.1f} s, consume {floor['consume_seconds']:,.1f} s, "
+                      f"insert {floor['insert_seconds']:,.1f} s)")
+        console.print(f"[bold]ratio: {seconds / floor['total_seconds']:.2f}x the floor[/bold] (target: within 3x)")
+    console.print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
