@@ -1,6 +1,6 @@
 """Distribution benchmark: a 63,335-family BLT round end to end against the raw floor, same run.
 
-    uv run python bench/distribution_round.py [--families 63335] [--replicas 1] [--skip-floor]
+    uv run python bench/distribution_round.py [--families 63335] [--replicas 2] [--skip-floor]
 
 Starts nats-server and FerretDB (or uses PUSKESOS_NATS_URL / PUSKESOS_MONGO_URL), the simulated
 gateway and ``--replicas`` distribution processes. Opens a round whose budget covers every family,
@@ -111,6 +111,15 @@ class Stack:
         self.mongo.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_http(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -168,13 +177,15 @@ async def wait_drained(js: Any, topology: Topology, started: float, console: Con
         await asyncio.sleep(0.5)
 
 
-async def run_round(stack: Stack, families: int, replicas: int, console: Console) -> dict[str, Any]:
+async def run_round(stack: Stack, families: int, replicas: int, console: Console,
+                    settings: dict[str, str] | None = None) -> dict[str, Any]:
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     topology = Topology(namespace=namespace)
     gateway_port = stack.gateway()
     before = list(stack.procs)
-    stack.replicas(replicas, namespace, gateway_port, PUSKESOS_GATEWAY_BATCH_SIZE="100",
-                   PUSKESOS_DISBURSE_IN_FLIGHT="400", PUSKESOS_ALLOCATE_IN_FLIGHT="256")
+    tuned = {"PUSKESOS_GATEWAY_BATCH_SIZE": "100", "PUSKESOS_DISBURSE_IN_FLIGHT": "400",
+             "PUSKESOS_ALLOCATE_IN_FLIGHT": "256", **(settings or {})}
+    replica_ports = stack.replicas(replicas, namespace, gateway_port, **tuned)
     replica_procs = [p for p in stack.procs if p not in before]
     csv_file = write_csv(stack.workdir / f"recipients-{families}.csv", families, seed=2022)
     nc = await nats.connect(stack.nats.url, max_reconnect_attempts=5)
@@ -202,12 +213,25 @@ async def run_round(stack: Stack, families: int, replicas: int, console: Console
         await client.close()
         async with httpx.AsyncClient(timeout=30) as http:
             ledger = (await http.get(f"http://127.0.0.1:{gateway_port}/v1/stats")).json()
+        inserts = 0.0
+        async with httpx.AsyncClient(timeout=30) as http:
+            for port in replica_ports:
+                text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                inserts += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                               if line.startswith('puskesos_distribution_db_commands_total{collection=')
+                               and 'command="insert"' in line)
+        cpu = {"replicas": sum(cpu_seconds(p.pid) for p in replica_procs),
+               "gateway": sum(cpu_seconds(p.pid) for p in stack.procs if p not in replica_procs),
+               "nats-server": cpu_seconds(stack.nats.process.pid) if stack.nats.process else 0.0,
+               "FerretDB": cpu_seconds(stack.mongo.process.pid) if stack.mongo.process else 0.0,
+               "importer (this process)": time.process_time()}
     finally:
         await nc.close()
         stack.stop(replica_procs)
     return {"families": families, "replicas": replicas, "import_seconds": imported, "round_seconds": total,
             "close_seconds": close_seconds, "messages": events + work, "consumed": work, "documents": docs,
-            "totals": closed["totals"], "reconciliation": closed["reconciliation"], "gateway": ledger}
+            "totals": closed["totals"], "reconciliation": closed["reconciliation"], "gateway": ledger, "cpu": cpu,
+            "insert_commands": inserts}
 
 
 async def raw_floor(stack: Stack, messages: int, consumed: int, documents: int) -> dict[str, float]:
@@ -235,7 +259,7 @@ async def raw_floor(stack: Stack, messages: int, consumed: int, documents: int) 
         batch = await sub.fetch(min(500, consumed - got), timeout=10)
         await asyncio.gather(*(m.ack() for m in batch))
         got += len(batch)
-    consumed = time.monotonic() - started
+    consume_seconds = time.monotonic() - started
     await js.delete_stream(name)
     await nc.close()
 
@@ -250,22 +274,25 @@ async def raw_floor(stack: Stack, messages: int, consumed: int, documents: int) 
     written = time.monotonic() - started
     await client.drop_database(db.name)
     await client.close()
-    return {"publish_seconds": published, "consume_seconds": consumed, "insert_seconds": written,
-            "total_seconds": published + consumed + written}
+    return {"publish_seconds": published, "consume_seconds": consume_seconds, "insert_seconds": written,
+            "total_seconds": published + consume_seconds + written}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="63,335-family round end to end vs the raw floor")
     parser.add_argument("--families", type=int, default=63_335)
-    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a PUSKESOS_* setting for the replicas, e.g. PUSKESOS_BATCH_LINGER_SECONDS=0.005")
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory(prefix="bench-distribution-") as tmp:
         stack = Stack(Path(tmp))
         try:
             console.print(f"load average before: {os.getloadavg()}")
-            result = asyncio.run(run_round(stack, args.families, args.replicas, console))
+            settings = dict(item.split("=", 1) for item in args.setting)
+            result = asyncio.run(run_round(stack, args.families, args.replicas, console, settings))
             floor = None if args.skip_floor else asyncio.run(
                 raw_floor(stack, result["messages"], result["consumed"], result["documents"]))
         finally:
@@ -281,6 +308,9 @@ def main() -> None:
                   f"{result['gateway']['families_paid_twice']})")
     console.print(f"  it published {result['messages']:,} messages (consumed {result['consumed']:,} work items) "
                   f"and wrote {result['documents']:,} documents")
+    console.print(f"  in {result['insert_commands']:,.0f} insert commands "
+                  f"({result['documents'] / max(result['insert_commands'], 1):,.1f} documents each)")
+    console.print("  CPU seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in result["cpu"].items()))
     if floor is not None:
         console.print(f"raw floor for the same counts: {floor['total_seconds']:,.1f} s (publish "
                       f"{floor['publish_seconds']:,.1f} s, consume {floor['consume_seconds']:,.1f} s, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import uuid
 from collections import Counter
 from typing import Any
@@ -11,6 +13,7 @@ from puskesos_distribution.app import create_app
 from puskesos_distribution.domain import allocation_id_for, round_id_for
 from puskesos_distribution.gateway import InMemoryGateway
 from puskesos_distribution.sample_data import recipient_rows
+from puskesos_distribution.workqueue import CONSUMERS, work_stream
 from puskesos_shared.testing.app import running_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -112,3 +115,33 @@ async def test_village_quotas_hold_and_duplicates_are_rejected(settings_for: Any
     duplicate = next(r for r in rejected if r["reason"] == "duplicate_kk")
     assert duplicate["kk_number"] == rows[0]["kk_number"] and duplicate["basis"]["import_row"] == 2
     assert duplicate["basis"]["import_batch_id"] == batch
+
+
+async def test_closing_with_force_rejects_what_is_still_queued(settings_for: Any, helpers: Any, round_body: Any,
+                                                                topology: Any) -> None:
+    gateway = InMemoryGateway()
+    key = "closing-early"
+    rows = list(recipient_rows(6, seed=13))
+    stream = work_stream(topology)
+    async with running_app(create_app(settings_for(), gateway=gateway)):
+        await helpers.ok("open_round", round_body(key))
+        js = helpers.nc.jetstream()
+        until = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+        await js.pause_consumer(stream, CONSUMERS["allocate"], until)  # the candidates stay queued
+        await helpers.ok("import_rows", {"round": key, "batch_id": str(uuid.uuid4()), "rows": chunk(rows)})
+        refused = await helpers.command("close_round", {"round": key})
+        assert refused.error["code"] == "work_pending" and "6 candidates" in refused.error["message"]
+        closing = asyncio.create_task(helpers.ok("close_round", {"round": key, "force": True}))
+
+        async def marked_closing() -> bool:
+            return (await helpers.ok("round_status", {"round": key}))["status"] == "closing"
+
+        await helpers.wait_until(marked_closing, timeout=30, what="the round to be closing")
+        late = await helpers.command("import_rows", {"round": key, "batch_id": str(uuid.uuid4()),
+                                                     "rows": chunk(rows[:1])})
+        await js.resume_consumer(stream, CONSUMERS["allocate"])
+        closed = await closing
+
+    assert late.error["code"] == "round_not_open"
+    assert closed["totals"]["allocated_count"] == 0 and closed["totals"]["rejected_by_reason"] == {"round_closed": 6}
+    assert closed["reconciliation"]["matched"] is True and gateway.payments == {}

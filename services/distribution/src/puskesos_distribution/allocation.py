@@ -17,7 +17,6 @@ import asyncio
 import uuid
 from typing import Any
 
-import structlog
 from puskesos_shared.contracts.distribution import RejectionReason
 from puskesos_shared.contracts.registry import InvalidMessage
 from puskesos_shared.messaging import TransientError
@@ -37,8 +36,6 @@ from .domain import (
 from .reservations import BUDGET, village_scope
 from .store import CLAIMS, DECISIONS
 from .workitems import AllocateCandidate, Disbursement, WorkItem, disburse_item
-
-log = structlog.get_logger("puskesos.distribution.allocation")
 
 
 def decision_id(item: AllocateCandidate) -> str:

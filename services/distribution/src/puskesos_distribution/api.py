@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from puskesos_shared.auth import CurrentOfficer, require_role
 
 from .commands import OPERATORS, READERS
@@ -15,6 +15,7 @@ from .requests import RoundStatusQuery as StatusQuery
 from .rounds import RoundOperations
 
 router = APIRouter(prefix="/rounds", tags=["rounds"])
+RoundPath = Annotated[str, Path(min_length=3, max_length=80, description="The round's key or id")]
 
 
 def _ops(request: Request) -> tuple[RoundOperations, Imports]:
@@ -29,14 +30,14 @@ async def open_round(request: Request, officer: CurrentOfficer, body: OpenRound)
 
 
 @router.get("/{round_ref}")
-async def round_status(request: Request, officer: CurrentOfficer, round_ref: str,
+async def round_status(request: Request, officer: CurrentOfficer, round_ref: RoundPath,
                        exact: Annotated[bool, Query()] = False) -> dict[str, Any]:
     require_role(officer, *READERS)
     return await _ops(request)[0].status(StatusQuery(round=round_ref, exact=exact))
 
 
 @router.post("/{round_ref}/candidates")
-async def import_rows(request: Request, officer: CurrentOfficer, round_ref: str,
+async def import_rows(request: Request, officer: CurrentOfficer, round_ref: RoundPath,
                       batch_id: Annotated[uuid.UUID, Body()],
                       rows: Annotated[list[ImportRow], Body(min_length=1, max_length=MAX_IMPORT_ROWS)]
                       ) -> dict[str, Any]:
@@ -46,7 +47,7 @@ async def import_rows(request: Request, officer: CurrentOfficer, round_ref: str,
 
 
 @router.post("/{round_ref}/imports/{batch_id}/finish")
-async def finish_import(request: Request, officer: CurrentOfficer, round_ref: str, batch_id: uuid.UUID,
+async def finish_import(request: Request, officer: CurrentOfficer, round_ref: RoundPath, batch_id: uuid.UUID,
                         total_rows: Annotated[int, Body(ge=0)], rejected_rows: Annotated[int, Body(ge=0)],
                         file_name: Annotated[str, Body(max_length=200)] = "") -> dict[str, Any]:
     require_role(officer, *OPERATORS)
@@ -56,13 +57,13 @@ async def finish_import(request: Request, officer: CurrentOfficer, round_ref: st
 
 
 @router.post("/{round_ref}/assessed-candidates")
-async def enqueue_assessed(request: Request, officer: CurrentOfficer, round_ref: str) -> dict[str, Any]:
+async def enqueue_assessed(request: Request, officer: CurrentOfficer, round_ref: RoundPath) -> dict[str, Any]:
     require_role(officer, *OPERATORS)
     return await _ops(request)[1].enqueue_assessed(RoundRef(round=round_ref), officer)
 
 
 @router.post("/{round_ref}/close")
-async def close_round(request: Request, officer: CurrentOfficer, round_ref: str,
+async def close_round(request: Request, officer: CurrentOfficer, round_ref: RoundPath,
                       force: Annotated[bool, Query()] = False) -> dict[str, Any]:
     require_role(officer, *OPERATORS)
     return await _ops(request)[0].close(CloseRound(round=round_ref, force=force), officer)

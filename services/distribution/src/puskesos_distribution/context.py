@@ -112,8 +112,10 @@ class Context:
         doc = await self.store.get(ROUNDS, str(round_id))
         if doc is None:
             return None
-        configs: dict[uuid.UUID, AidRoundOpenedData] = self.extras.setdefault("round_configs", {})
-        config = configs.get(round_id)
-        if config is None:
-            config = configs[round_id] = AidRoundOpenedData.model_validate(doc["config"])
-        return RoundView.of(config, RoundStatus(doc["status"])), config
+        views: dict[tuple[uuid.UUID, str], tuple[RoundView, AidRoundOpenedData]] = self.extras.setdefault(
+            "round_views", {})
+        key = (round_id, doc["status"])
+        if key not in views:
+            config = AidRoundOpenedData.model_validate(doc["config"])
+            views[key] = RoundView.of(config, RoundStatus(doc["status"])), config
+        return views[key]

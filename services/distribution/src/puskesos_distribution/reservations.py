@@ -27,10 +27,11 @@ for a village), under a unique index on (round, scope, number). So:
 
 Finding a free slot cheaply, and knowing for sure when none is left:
 
-* a small scope (a village quota, up to ``DIRECT_LIMIT`` slots) is probed number by number, each
-  process from 0 upwards. A process moves past a number only after its insert succeeded or was
-  refused because another allocation holds that number; so when its probe reaches the end, every
-  number has been seen taken, and the quota is exhausted, exactly. No scan, no bookkeeping;
+* a small scope (a village quota, up to ``DIRECT_LIMIT`` slots) is probed number by number: a
+  process starts from the numbers its first read of the round's slots shows free (one scan,
+  shared by every village) and moves past a number only after its insert succeeded or was refused
+  because another allocation holds it. So when its list runs out, every number has been seen
+  taken, and the quota is exhausted, exactly. No leases, no hole hunting;
 * a large scope (the budget of 63,335 families) would make a restarted process probe for long,
   so each process *leases* small ranges of numbers (``{"_id": "{round}:{scope}:{k}"}`` in
   ``leases``, found by binary search from the frontier) and hands them out locally. A process

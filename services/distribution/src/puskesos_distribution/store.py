@@ -19,7 +19,7 @@ import asyncio
 import functools
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from puskesos_shared.mongo import Document
@@ -163,8 +163,3 @@ class MongoStore:
 
     async def exists(self, collection: str, doc_id: str) -> bool:
         return await self.db[collection].find_one({"_id": doc_id}, {"_id": 1}) is not None
-
-    async def ids_with(self, collection: str, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` exist (one scan)."""
-        cursor = self.db[collection].find({"_id": {"$in": list(ids)}}, {"_id": 1})
-        return {doc["_id"] async for doc in cursor}
