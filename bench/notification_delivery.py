@@ -34,18 +34,18 @@ import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from puskesos_notification.testing import ProviderSink
 from puskesos_notification.testing import events as ev
-from puskesos_notification.testing.process import NotificationProcess
 from puskesos_notification.testing.streams import wait_until
 from puskesos_shared.contracts import subject_for
 from puskesos_shared.messaging import encode_event, ensure_streams, event_headers
+from puskesos_shared.testing.processes import ServiceProcess
 from puskesos_shared.testing.servers import resolve_mongo, resolve_nats
 from puskesos_shared.topology import Topology
 from pymongo import AsyncMongoClient
 
 
 def start_service(stack: ExitStack, workdir: Path, nats_url: str, mongo_url: str, namespace: str,
-                  sink: ProviderSink, rate: float, burst: int) -> NotificationProcess:
-    process = NotificationProcess(log_path=workdir / f"notification-{namespace}.log", env={
+                  sink: ProviderSink, rate: float, burst: int) -> ServiceProcess:
+    process = ServiceProcess("puskesos_notification", log_path=workdir / f"notification-{namespace}.log", env={
         "PUSKESOS_NATS_URL": nats_url, "PUSKESOS_MONGO_URL": mongo_url, "PUSKESOS_NAMESPACE": namespace,
         "PUSKESOS_MONGO_DB": f"{namespace}_notification", "PUSKESOS_AUTH_SECRET": "b" * 40,
         "PUSKESOS_NOTIFY_HASH_SECRET": "h" * 40, "PUSKESOS_NOTIFY_CHANNEL": "webhook",

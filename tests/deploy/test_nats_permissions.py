@@ -190,6 +190,27 @@ async def test_operator_sends_commands_but_no_events(streams: AuthServer) -> Non
             assert await violation(nc, errors, "puskesos.events.distribution")
 
 
+async def test_intake_asks_every_service_for_its_part_of_a_resident_export_and_nothing_more(
+        server: AuthServer) -> None:
+    """The resident data export (UU PDP): intake may send ``export_resident`` to each service; no other
+    command of theirs, and no other service may send it."""
+    async def answer(msg: object) -> None:
+        await msg.respond(b'{"ok": true}')  # type: ignore[attr-defined]
+
+    async with server.connect("referral") as (svc, _):
+        export = TOPOLOGY.command_subject("referral", "export_resident")
+        await svc.subscribe(export, queue="referral-commands", cb=answer)
+        await svc.flush()
+        async with server.connect("intake") as (nc, errors):
+            reply = await nc.request(export, b"{}", timeout=3)
+            assert reply.data == b'{"ok": true}'
+            await nc.publish(TOPOLOGY.command_subject("referral", "assess_case"), b"{}")
+            assert await violation(nc, errors, "puskesos.commands.referral.assess_case")
+        async with server.connect("distribution") as (nc, errors):
+            await nc.publish(export, b"{}")
+            assert await violation(nc, errors, "puskesos.commands.referral.export_resident")
+
+
 async def test_unknown_client_and_wrong_password_are_refused(server: AuthServer) -> None:
     for user, password in (("stranger", "x" * 48), ("intake", "wrong")):
         with pytest.raises(Exception, match=r"(?i)authorization"):

@@ -22,11 +22,10 @@ import pytest_asyncio
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
 from prometheus_client.parser import text_string_to_metric_families
+from puskesos_shared.testing.processes import ServiceProcess, free_port
 from puskesos_shared.testing.servers import ServerHandle
 from puskesos_shared.topology import DUPLICATE_WINDOW_SECONDS, Topology
 from pymongo import AsyncMongoClient
-
-from tests.support.processes import ServiceProcess, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -96,7 +95,7 @@ async def stack(
         yield stack
     finally:
         for process in stack.processes.values():
-            process.stop_quietly()
+            process.stop()
         await _remove_test_data(nats_server.url, mongo_server.url, stack)
 
 
@@ -194,7 +193,7 @@ async def test_unreachable_mongo_fails_fast_with_a_clear_error(
     try:
         code = await asyncio.to_thread(process.wait_exit, FAIL_FAST_BOUND)
     finally:
-        process.stop_quietly()
+        process.stop()
     seconds = time.monotonic() - began
 
     log = process.log_text()

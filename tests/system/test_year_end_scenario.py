@@ -32,10 +32,9 @@ from puskesos_cli.scenario.context import ScenarioOptions
 from puskesos_cli.scenario.env import SERVICE_MODULES, SERVICES, Endpoints, ScenarioEnv, gateway_argv, service_env
 from puskesos_cli.scenario.present import write_report
 from puskesos_cli.scenario.runner import ScenarioResult, run_scenario
+from puskesos_shared.testing.processes import ServiceProcess, free_port
 from pymongo import AsyncMongoClient
 from rich.console import Console
-
-from tests.support.processes import ServiceProcess, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -52,7 +51,7 @@ class Stack:
 
     def stop(self) -> None:
         for process in self.processes:
-            process.stop_quietly()
+            process.stop()
         if self.gateway is not None and self.gateway.poll() is None:
             self.gateway.terminate()
             try:

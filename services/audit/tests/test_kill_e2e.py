@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +16,11 @@ from puskesos_audit.store import AuditStore
 from puskesos_audit.trace import TraceKind, trace
 from puskesos_shared.contracts import subject_for
 from puskesos_shared.messaging import encode_event, event_headers
+from puskesos_shared.testing.processes import ServiceProcess
 from puskesos_shared.topology import Topology
 from pymongo import AsyncMongoClient
 
 pytestmark = pytest.mark.e2e
-
-
-def _service_process() -> Any:
-    path = Path(__file__).parents[3] / "tests" / "support" / "processes.py"
-    spec = importlib.util.spec_from_file_location("puskesos_test_processes", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module.ServiceProcess
 
 
 async def _head(db: Any) -> int:
@@ -43,7 +32,7 @@ async def test_sigkill_while_appending_loses_nothing_and_appends_nothing_twice(
     nats_url: str, mongo_url: str, namespace: str, db_prefix: str, jetstream: JetStreamContext, topology: Topology,
     mongo_client: AsyncMongoClient[Any], tmp_path: Path,
 ) -> None:
-    process = _service_process().for_service(
+    process = ServiceProcess.for_service(
         "audit", nats_url=nats_url, mongo_url=mongo_url, namespace=namespace, db_prefix=db_prefix,
         log_dir=tmp_path, extra_env={"PUSKESOS_AUTH_SECRET": SECRET, "PUSKESOS_AUDIT_CHUNK_MAX_RECORDS": "50",
                                      "PUSKESOS_AUDIT_CHECKPOINT_EVERY_RECORDS": "300"})
@@ -72,7 +61,7 @@ async def test_sigkill_while_appending_loses_nothing_and_appends_nothing_twice(
         await wait_for(lambda: _at_least(db, last), timeout=120, what="the log to catch up")
         await wait_logged(db, last, timeout=120)
     finally:
-        process.stop_quietly()
+        process.stop()
 
     reader, client = LogReader.connect(mongo_url, f"{db_prefix}_audit")
     try:

@@ -6,8 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +14,6 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NatsClient
@@ -28,6 +25,7 @@ from puskesos_distribution.workqueue import work_stream
 from puskesos_shared.auth import Officer, issue_token
 from puskesos_shared.commands import CommandReply, send_command
 from puskesos_shared.contracts.primitives import OfficerRole
+from puskesos_shared.testing.processes import ServiceProcess, free_port
 from puskesos_shared.topology import Topology
 
 SECRET = "distribution-tests-secret-0123456789abcdef"
@@ -140,85 +138,25 @@ async def helpers(nats_client: NatsClient, topology: Topology, jetstream: Any) -
 
 
 # real processes ---------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Proc:
-    """A child process (a distribution replica, the gateway simulator, the CLI) with a log file."""
-
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str], port: int | None = None) -> None:
-        self.argv, self.log, self.env, self.port = argv, log, env, port
-        self.popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("PUSKESOS_")}
-        with self.log.open("ab") as out:
-            self.popen = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          env={**base, **self.env, "PYTHONUNBUFFERED": "1"}, cwd=self.log.parent,
-                                          start_new_session=True)
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def wait_http(self, path: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.running:
-                raise AssertionError(f"{self.argv} exited: {self.log.read_text()[-3000:]}")
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=2).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.argv} not ready after {timeout}s: {self.log.read_text()[-3000:]}")
-            time.sleep(0.1)
-
-    def ready(self) -> bool:
-        if not self.running:
-            return False
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/health/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        if self.popen is not None and self.running:
-            self.popen.send_signal(signal.SIGKILL)
-            self.popen.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.popen is not None and self.running:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def wait(self, timeout: float) -> int:
-        assert self.popen is not None
-        return self.popen.wait(timeout=timeout)
-
-
 class Processes:
-    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
-        self.tmp, self.env, self.started = tmp, env, []  # type: ignore[var-annotated]
+    """Distribution replicas and the simulated gateway as child processes (stopped by the fixture), and the CLI."""
 
-    def gateway(self, *args: str, name: str = "gateway") -> Proc:
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.tmp, self.env = tmp, env
+        self.started: list[ServiceProcess] = []
+
+    def gateway(self, *args: str, name: str = "gateway") -> ServiceProcess:
         port = free_port()
-        proc = Proc([sys.executable, "-m", "puskesos_distribution.gateway_sim", "--port", str(port),
-                     "--ledger", str(self.tmp / f"{name}-ledger.jsonl"), *args], self.tmp / f"{name}.log", {}, port)
+        proc = ServiceProcess(argv=[sys.executable, "-m", "puskesos_distribution.gateway_sim", "--port", str(port),
+                                    "--ledger", str(self.tmp / f"{name}-ledger.jsonl"), *args],
+                              log_path=self.tmp / f"{name}.log", port=port, name=name)
         self.started.append(proc.start())
-        proc.wait_http("/health")
+        proc.wait_ready(path="/health")
         return proc
 
-    def replica(self, index: int, **env: str) -> Proc:
-        port = free_port()
-        proc = Proc([sys.executable, "-m", "puskesos_distribution"], self.tmp / f"replica-{index}.log",
-                    {**self.env, "PUSKESOS_HTTP_PORT": str(port), **env}, port)
+    def replica(self, index: int, **env: str) -> ServiceProcess:
+        proc = ServiceProcess("puskesos_distribution", log_path=self.tmp / f"replica-{index}.log",
+                              env={**self.env, **env}, name=f"replica-{index}")
         self.started.append(proc.start())
         return proc
 

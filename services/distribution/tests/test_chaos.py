@@ -54,7 +54,7 @@ async def test_replicas_killed_at_random_pay_each_family_once_within_budget_and_
            "PUSKESOS_DISBURSE_IN_FLIGHT": "32"}
     replicas = [processes.replica(i, **env) for i in range(3)]
     for replica in replicas:
-        replica.wait_http("/health/ready", timeout=90)
+        replica.wait_ready(90)
 
     codes = villages()
     quotas = {v: (12 if i % 2 == 0 else 20) for i, v in enumerate(codes)}
@@ -110,7 +110,7 @@ async def test_replicas_killed_at_random_pay_each_family_once_within_budget_and_
         if not replica.running:
             replica.start()
     for replica in replicas:
-        replica.wait_http("/health/ready", timeout=90)
+        replica.wait_ready(90)
 
     closed = await asyncio.to_thread(processes.cli, "round", "close", key)
     assert closed.returncode == 0, closed.stdout + closed.stderr
@@ -147,7 +147,7 @@ async def test_redelivery_after_the_ack_wait_does_not_pay_twice(processes: Any, 
     replica = processes.replica(0, PUSKESOS_GATEWAY_URL=f"http://127.0.0.1:{gateway.port}",
                                 PUSKESOS_WORK_ACK_WAIT_SECONDS="1", PUSKESOS_WORK_HEARTBEAT="false",
                                 PUSKESOS_GATEWAY_TIMEOUT_SECONDS="30")
-    replica.wait_http("/health/ready", timeout=90)
+    replica.wait_ready(90)
     key = "slow-gateway-2022"
     opened = processes.cli("round", "open", key, "--name", "Slow gateway", "--funding-source", "APBD",
                            "--amount", "250000", "--budget", "250000000", "--from", "2022-12-01", "--to", "2022-12-31")

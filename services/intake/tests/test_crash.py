@@ -14,17 +14,21 @@ from pathlib import Path
 
 import httpx
 import pytest
-from intake_process import IntakeProcess
 from intake_testkit import BACK, FRONT, complaint, env_for, events_of, household, member, nik, wait_for
 from nats.js import JetStreamContext
 from puskesos_intake.settings import IntakeSettings
 from puskesos_shared.contracts.intake import ComplaintFiled, HouseholdUpdated
+from puskesos_shared.testing.processes import ServiceProcess
 from puskesos_shared.topology import Topology
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
-async def started(proc: IntakeProcess, **env: str) -> IntakeProcess:
+def intake(settings: IntakeSettings, tmp_path: Path) -> ServiceProcess:
+    return ServiceProcess("puskesos_intake", log_path=tmp_path / "intake.log", env=env_for(settings))
+
+
+async def started(proc: ServiceProcess, **env: str) -> ServiceProcess:
     proc.start(**env)
     await asyncio.to_thread(proc.wait_ready)
     return proc
@@ -37,7 +41,7 @@ async def count(js: JetStreamContext, topology: Topology, event_type: str) -> in
 async def test_complaint_event_published_once_after_crash_between_write_and_publish(
     settings: IntakeSettings, jetstream: JetStreamContext, topology: Topology, tmp_path: Path
 ) -> None:
-    proc = IntakeProcess(env_for(settings), tmp_path / "intake.log")
+    proc = intake(settings, tmp_path)
     try:
         await started(proc, PUSKESOS_INTAKE_FAULT="crash_after_write")
         headers = {**FRONT, "Idempotency-Key": "crash-1"}
@@ -67,7 +71,7 @@ async def test_complaint_event_published_once_after_crash_between_write_and_publ
 async def test_household_event_published_once_after_crash(
     settings: IntakeSettings, jetstream: JetStreamContext, topology: Topology, tmp_path: Path
 ) -> None:
-    proc = IntakeProcess(env_for(settings), tmp_path / "intake.log")
+    proc = intake(settings, tmp_path)
     data = household()
     try:
         await started(proc, PUSKESOS_INTAKE_FAULT="crash_after_write")
@@ -90,7 +94,7 @@ async def test_household_event_published_once_after_crash(
 async def test_transfer_interrupted_after_the_first_household_is_finished_at_start_up(
     settings: IntakeSettings, jetstream: JetStreamContext, topology: Topology, tmp_path: Path
 ) -> None:
-    proc = IntakeProcess(env_for(settings), tmp_path / "intake.log")
+    proc = intake(settings, tmp_path)
     child = nik(dt.date(2012, 3, 20))
     source = household(members=[member(nik(), "kepala_keluarga"), member(child, "anak", birth=dt.date(2012, 3, 20))])
     target = household(members=[member(nik(), "kepala_keluarga")])
@@ -130,7 +134,7 @@ async def test_transfer_interrupted_after_the_first_household_is_finished_at_sta
 async def test_sigkill_mid_burst_loses_no_complaint_and_leaves_no_gap(
     settings: IntakeSettings, jetstream: JetStreamContext, topology: Topology, tmp_path: Path
 ) -> None:
-    proc = IntakeProcess(env_for(settings), tmp_path / "intake.log")
+    proc = intake(settings, tmp_path)
     n = 60
     bodies = [complaint(description=f"keluhan {i}") for i in range(n)]
     keys = [{**FRONT, "Idempotency-Key": f"burst-{i}"} for i in range(n)]

@@ -20,9 +20,9 @@ from nats.js import JetStreamContext
 from puskesos_notification.domain import ContactKeys, notification_id
 from puskesos_notification.testing import ProviderSink
 from puskesos_notification.testing import events as ev
-from puskesos_notification.testing.process import NotificationProcess
 from puskesos_notification.testing.streams import read_events, wait_until
 from puskesos_shared.contracts import Event, NotificationSent
+from puskesos_shared.testing.processes import ServiceProcess
 from puskesos_shared.topology import Topology
 from pymongo import AsyncMongoClient
 
@@ -68,7 +68,7 @@ async def test_sigkill_mid_burst_delivers_every_notification_exactly_once(
         "PUSKESOS_NOTIFY_RATE_BURST": "10", "PUSKESOS_NOTIFY_CONSUMER_ACK_WAIT_SECONDS": "3",
         "PUSKESOS_NOTIFY_CONSUMER_BACKOFF_SECONDS": "0.2", "PUSKESOS_LOG_LEVEL": "info",
     }
-    process = NotificationProcess(log_path=tmp_path / "notification.log", env=env)
+    process = ServiceProcess("puskesos_notification", log_path=tmp_path / "notification.log", env=env)
     events, expected = expected_notifications()
     try:
         process.start()

@@ -17,12 +17,13 @@ from puskesos_shared.contracts import CaseEscalated
 from puskesos_shared.contracts.intake import ComplaintCategory, Urgency
 from puskesos_shared.ids import stable_id
 from puskesos_shared.mongo import Mongo
+from puskesos_shared.testing.processes import ServiceProcess
 from puskesos_shared.topology import Topology
-from referral_processes import ReferralProcess
 from referral_testkit import HEAD_NIK, KK, SECRET, complaint_filed, events_of, publish, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 CASES = 4
+READY_TIMEOUT = 90.0
 
 
 @pytest.fixture
@@ -33,19 +34,23 @@ def env(nats_url: str, mongo_url: str, namespace: str, db_prefix: str) -> dict[s
             "PUSKESOS_CONSUMER_ACK_WAIT_SECONDS": "3"}
 
 
+def referral(env: dict[str, str], log_path: Path) -> ServiceProcess:
+    return ServiceProcess("puskesos_referral", log_path=log_path, env=env)
+
+
 @pytest_asyncio.fixture
 async def replicas(env: dict[str, str], tmp_path: Path,
-                   jetstream: JetStreamContext) -> AsyncIterator[list[ReferralProcess]]:
-    processes = [ReferralProcess(env, tmp_path / f"referral-{n}.log").start() for n in (1, 2)]
+                   jetstream: JetStreamContext) -> AsyncIterator[list[ServiceProcess]]:
+    processes = [referral(env, tmp_path / f"referral-{n}.log").start() for n in (1, 2)]
     try:
-        await asyncio.gather(*(asyncio.to_thread(p.wait_ready) for p in processes))
+        await asyncio.gather(*(asyncio.to_thread(p.wait_ready, READY_TIMEOUT) for p in processes))
         yield processes
     finally:
         for p in processes:
             p.stop()
 
 
-async def more_sweeps(processes: list[ReferralProcess], count: int = 3) -> None:
+async def more_sweeps(processes: list[ServiceProcess], count: int = 3) -> None:
     name = "puskesos_referral_escalation_sweeps_total"
     start = [await asyncio.to_thread(p.metric, name) for p in processes]
 
@@ -68,7 +73,7 @@ async def make_overdue(store: MongoCaseStore, case_id: uuid.UUID) -> None:
 
 
 async def test_two_processes_escalate_each_level_once_and_survive_a_kill(
-        replicas: list[ReferralProcess], mongo_url: str, db_prefix: str, topology: Topology,
+        replicas: list[ServiceProcess], mongo_url: str, db_prefix: str, topology: Topology,
         jetstream: JetStreamContext) -> None:
     mongo = Mongo(mongo_url, f"{db_prefix}_referral")
     store = MongoCaseStore(mongo.db, topology)
@@ -117,12 +122,12 @@ BURST = 150
 async def test_sigkill_while_opening_cases_loses_nothing_and_publishes_nothing_twice(
         env: dict[str, str], tmp_path: Path, mongo_url: str, db_prefix: str, topology: Topology,
         jetstream: JetStreamContext) -> None:
-    first = ReferralProcess(env, tmp_path / "referral-first.log").start()
-    second = ReferralProcess(env, tmp_path / "referral-second.log")
+    first = referral(env, tmp_path / "referral-first.log").start()
+    second = referral(env, tmp_path / "referral-second.log")
     mongo = Mongo(mongo_url, f"{db_prefix}_referral")
     store = MongoCaseStore(mongo.db, topology)
     try:
-        await asyncio.to_thread(first.wait_ready)
+        await asyncio.to_thread(first.wait_ready, READY_TIMEOUT)
         complaints = [complaint_filed(sequence=n, filed_at=dt.datetime.now(dt.UTC)) for n in range(BURST)]
         await asyncio.gather(*(publish(jetstream, topology, c) for c in complaints))
 
@@ -133,7 +138,7 @@ async def test_sigkill_while_opening_cases_loses_nothing_and_publishes_nothing_t
         first.kill()  # SIGKILL in the middle of the burst
         done_before = await store.changes.count_documents({})
         second.start()
-        await asyncio.to_thread(second.wait_ready)
+        await asyncio.to_thread(second.wait_ready, READY_TIMEOUT)
 
         async def all_published() -> bool:
             return len(await events_of(jetstream, topology, "CaseOpened")) >= BURST

@@ -9,6 +9,7 @@ Sosial operator or auditor).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Annotated
 
 import jwt
@@ -60,12 +61,16 @@ def verify_token(token: str, secret: str, *, now: dt.datetime | None = None) -> 
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER,
                             options={"require": ["exp", "iat", "sub", "iss"], "verify_exp": False,
                                      "verify_iat": False})
-        # expiry against the given clock (tests, replays) or the real one
-        if claims["exp"] <= (now or dt.datetime.now(dt.UTC)).timestamp():
+        # expiry against the given clock (tests, replays) or the real one; PyJWT checks no claim
+        # types when it does not verify them, so a signed token with exp "abc" or scope 5 gets here
+        exp, scope = claims["exp"], claims.get("scope") or []
+        if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+            raise AuthError("invalid token: exp must be a number")
+        if exp <= (now or dt.datetime.now(dt.UTC)).timestamp():
             raise AuthError("token expired")
-        return Officer.model_validate(
-            {"officer_id": claims["sub"], "role": claims.get("role"), "scope": tuple(claims.get("scope") or ())}
-        )
+        if not isinstance(scope, list):
+            raise AuthError("invalid token: scope must be a list of region codes")
+        return Officer.model_validate({"officer_id": claims["sub"], "role": claims.get("role"), "scope": tuple(scope)})
     except jwt.ExpiredSignatureError:
         raise AuthError("token expired") from None
     except jwt.InvalidTokenError as exc:

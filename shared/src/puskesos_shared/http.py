@@ -1,15 +1,45 @@
-"""HTTP edge defaults: field-level errors without echoing input, body size limit, security headers."""
+"""HTTP edge defaults: field-level errors without echoing input, body size limit, security headers,
+rate limits.
+
+Rate limits are token buckets in process memory, keyed on the officer of a verified bearer token,
+else on the client address (``X-Forwarded-For`` is believed only from ``trusted_proxies``). Each
+replica enforces its own limits, so N replicas admit up to N times as much: a global limit belongs
+at the gateway or ingress. Health and metrics endpoints are never limited.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import ipaddress
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .auth import AuthError, verify_token
 from .commands import CommandError
+
+log = structlog.get_logger("puskesos.http")
+
+Clock = Callable[[], float]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+RATE_LIMITED = Counter(
+    "puskesos_http_rate_limited_total",
+    "HTTP requests answered 429 by the rate limit, by what the limit is keyed on (officer, ip)",
+    ["kind"],
+)
+#: Never limited: probes and scrapes must see an overloaded service as it is.
+EXEMPT_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 
 SECURITY_HEADERS = {
     b"x-content-type-options": b"nosniff",
@@ -92,7 +122,236 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
             for err in exc.errors()]
 
 
-def install_http_defaults(app: FastAPI, *, max_body_bytes: int) -> None:
+# -- rate limits ---------------------------------------------------------------------------------
+
+
+class Verdict(NamedTuple):
+    allowed: bool
+    #: Seconds until the next token (0 when allowed).
+    retry_after: float = 0.0
+    #: The first refusal of this key in its warning window (log it; later ones are only counted).
+    warn: bool = False
+
+
+class _Bucket:
+    __slots__ = ("tokens", "updated", "warn_after")
+
+    def __init__(self, tokens: float, updated: float) -> None:
+        self.tokens, self.updated, self.warn_after = tokens, updated, updated
+
+
+class TokenBuckets:
+    """One token bucket per key: ``per_minute / 60`` tokens a second, at most ``burst`` saved up.
+
+    Memory is bounded. A bucket idle until it is full again (and past its warning window) is the
+    same as no bucket, so it is dropped; buckets are kept in least-recently-used order, which makes
+    that sweep O(1) amortised. Past ``max_keys`` the least recently used bucket goes even if not
+    full (the only lossy eviction: that key starts again with a full burst).
+    """
+
+    def __init__(self, per_minute: float, burst: int, *, max_keys: int = 100_000, clock: Clock = time.monotonic,
+                 warn_window: float = 60.0) -> None:
+        if per_minute <= 0 or burst < 1 or max_keys < 1:
+            raise ValueError("a token bucket needs per_minute > 0, burst >= 1 and max_keys >= 1")
+        self.rate, self.burst, self.max_keys = per_minute / 60.0, burst, max_keys
+        self.clock, self.warn_window = clock, warn_window
+        self.idle_seconds = max(burst / self.rate, warn_window)
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._buckets
+
+    def take(self, key: str) -> Verdict:
+        """Takes one token from ``key``'s bucket (no await inside: atomic on the event loop)."""
+        now = self.clock()
+        self._drop_idle(now)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(float(self.burst), now)
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            elapsed = max(0.0, now - bucket.updated)
+            bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate)
+            bucket.updated = now
+            self._buckets.move_to_end(key)
+        if bucket.tokens >= 1.0 - 1e-9:  # tolerate float sums (ten tenths of a token are one)
+            bucket.tokens = max(0.0, bucket.tokens - 1.0)
+            return Verdict(True)
+        warn = now >= bucket.warn_after
+        if warn:
+            bucket.warn_after = now + self.warn_window
+        return Verdict(False, (1.0 - bucket.tokens) / self.rate, warn)
+
+    def _drop_idle(self, now: float) -> None:
+        buckets = self._buckets
+        while buckets:
+            oldest = next(iter(buckets.values()))
+            if now - oldest.updated < self.idle_seconds:
+                return
+            buckets.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Limits of one service process (``ServiceSettings.rate_limit_*``); a rate of 0 turns that limit off."""
+
+    #: Per officer (verified bearer token).
+    per_minute: float = 600.0
+    burst: int = 300
+    #: Per client address, for requests without a verifiable token.
+    anonymous_per_minute: float = 120.0
+    anonymous_burst: int = 60
+    #: Peers whose ``X-Forwarded-For`` is believed (the ingress, a load balancer).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    max_keys: int = 100_000
+    exempt_paths: frozenset[str] = EXEMPT_PATHS
+
+    @property
+    def enabled(self) -> bool:
+        return self.per_minute > 0 or self.anonymous_per_minute > 0
+
+
+def parse_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """``"10.0.0.5"``, ``"10.0.0.0/8"``, ``"fd00::/8"`` -> networks (ValueError on anything else)."""
+    return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip())
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def client_address(scope: Scope, trusted: Collection[IPNetwork]) -> IPAddress | None:
+    """The caller's address: the peer, or, when the peer is a trusted proxy, the nearest untrusted hop
+    of ``X-Forwarded-For`` (read right to left; the left end is whatever the client claimed)."""
+    peer = scope.get("client")
+    address = _parse_ip(str(peer[0])) if peer else None
+    if address is None or not trusted or not any(address in net for net in trusted):
+        return address
+    forwarded = b",".join(v for k, v in scope.get("headers") or [] if k == b"x-forwarded-for")
+    for hop in reversed(forwarded.decode("latin-1").split(",")) if forwarded else ():
+        hop_address = _parse_ip(hop)
+        if hop_address is None:
+            break  # garbage: the last trusted hop is as far as the chain can be believed
+        address = hop_address
+        if not any(address in net for net in trusted):
+            break
+    return address
+
+
+def _ip_key(address: IPAddress | None) -> str:
+    """IPv4 by address; IPv6 by /64 (one subscriber's prefix: rotating within it gains nothing)."""
+    if address is None:
+        return "unknown"
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def masked_ip(address: IPAddress | None) -> str:
+    """An address fit for a log: IPv4 truncated to /24, IPv6 to /48."""
+    if address is None:
+        return "unknown"
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+class _VerifiedTokens:
+    """Officer ids of tokens verified recently, so the limiter verifies a client's token about once a
+    minute rather than on every request (the ``CurrentOfficer`` dependency still verifies each one).
+    A token expiring within ``ttl`` stays keyed on its officer until then; the dependency refuses it."""
+
+    def __init__(self, secret: str, clock: Clock, *, size: int = 10_000, ttl: float = 60.0) -> None:
+        self.secret, self.clock, self.size, self.ttl = secret, clock, size, ttl
+        self._cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def officer_id(self, token: str) -> str | None:
+        now = self.clock()
+        hit = self._cache.get(token)
+        if hit is not None and hit[1] > now:
+            self._cache.move_to_end(token)
+            return hit[0]
+        try:
+            officer_id = verify_token(token, self.secret).officer_id
+        except AuthError:
+            self._cache.pop(token, None)
+            return None
+        self._cache[token] = (officer_id, now + self.ttl)
+        self._cache.move_to_end(token)
+        if len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return officer_id
+
+
+def _bearer(scope: Scope) -> str | None:
+    for key, value in scope.get("headers") or []:
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
+class RateLimiter:
+    """Decides, per request, which bucket pays and whether it can."""
+
+    def __init__(self, limits: RateLimits, *, auth_secret: str | None, clock: Clock = time.monotonic) -> None:
+        self.limits = limits
+        self.officers = (TokenBuckets(limits.per_minute, limits.burst, max_keys=limits.max_keys, clock=clock)
+                         if limits.per_minute > 0 else None)
+        self.clients = (TokenBuckets(limits.anonymous_per_minute, limits.anonymous_burst, max_keys=limits.max_keys,
+                                     clock=clock) if limits.anonymous_per_minute > 0 else None)
+        self._tokens = _VerifiedTokens(auth_secret, clock) if auth_secret else None
+
+    def check(self, scope: Scope) -> tuple[Verdict, str, dict[str, str]]:
+        """(verdict, kind, what to log about the key)."""
+        token = _bearer(scope)
+        officer_id = self._tokens.officer_id(token) if token and self._tokens else None
+        if officer_id is not None:
+            if self.officers is None:
+                return Verdict(True), "officer", {}
+            return self.officers.take(officer_id), "officer", {"officer_id": officer_id}
+        address = client_address(scope, self.limits.trusted_proxies)
+        if self.clients is None:
+            return Verdict(True), "ip", {}
+        return self.clients.take(_ip_key(address)), "ip", {"client_network": masked_ip(address)}
+
+
+class RateLimitMiddleware:
+    """Answers 429 with ``Retry-After`` once a key's bucket is empty, before the body is read."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+        self.app, self.limiter = app, limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.limiter.limits.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        verdict, kind, about = self.limiter.check(scope)
+        if verdict.allowed:
+            await self.app(scope, receive, send)
+            return
+        retry_after = max(1, math.ceil(verdict.retry_after))
+        RATE_LIMITED.labels(kind).inc()
+        if verdict.warn:
+            log.warning("http_rate_limited", kind=kind, retry_after=retry_after, method=scope.get("method"), **about)
+        response = JSONResponse(
+            {"detail": [{"loc": [], "msg": f"too many requests: retry after {retry_after} s", "type": "rate_limited"}]},
+            status_code=429, headers={"Retry-After": str(retry_after)},
+        )
+        await response({"type": "http"}, _empty_receive, send)
+
+
+def install_http_defaults(app: FastAPI, *, max_body_bytes: int, rate_limits: RateLimits | None = None,
+                          auth_secret: str | None = None, clock: Clock = time.monotonic) -> None:
+    """Error shapes, the body limit, rate limits (when given; ``auth_secret`` keys them on officers)
+    and security headers. ``app.state.rate_limiter`` is the limiter (None without limits)."""
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's default echoes the offending input (possibly a NIK); this does not.
@@ -103,5 +362,11 @@ def install_http_defaults(app: FastAPI, *, max_body_bytes: int) -> None:
         return JSONResponse({"detail": exc.fields or [{"loc": [], "msg": exc.message, "type": exc.code}],
                              "code": exc.code, "message": exc.message}, status_code=exc.status)
 
+    # Starlette runs the last added outermost: headers, then rate limit, then body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    limiter = (RateLimiter(rate_limits, auth_secret=auth_secret, clock=clock)
+               if rate_limits is not None and rate_limits.enabled else None)
+    app.state.rate_limiter = limiter
+    if limiter is not None:
+        app.add_middleware(RateLimitMiddleware, limiter=limiter)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -9,7 +9,9 @@ A service may publish its own events (``{ns}.events.{service}.>``), its own dead
 messages, use the JetStream API it needs (no stream deletion or purge), and answer the
 requests it receives (``allow_responses``). It may subscribe to its own commands and to its
 inboxes (pull consumers receive through inboxes). Reading other services' events happens
-through JetStream consumers, which the permissions allow; publishing them does not.
+through JetStream consumers, which the permissions allow; publishing them does not. The few
+commands a service sends to another are listed one by one (``_EXTRA_PUBLISH``): audit asks
+referral for rule sets; intake asks every service for its part of a resident's data export.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ _JS_API_READER = [
 _EXTRA_PUBLISH: dict[str, list[str]] = {
     # history replay for late subscribers; rule sets for decision replay are asked of referral
     "audit": ["{ns}.replay.>", "{ns}.commands.referral.get_rule_set.v1"],
+    # the resident data export (UU PDP): intake's edge gathers every service's part (``resident_export``)
+    "intake": [f"{{ns}}.commands.{service}.export_resident.v1"
+               for service in ("referral", "distribution", "notification", "audit")],
 }
 
 

@@ -143,7 +143,9 @@ def create_service_app(
             log.info("service_stopped", service=name)
 
     app = FastAPI(title=title or f"Puskesos {name} service", lifespan=lifespan)
-    install_http_defaults(app, max_body_bytes=settings.max_body_bytes)
+    secret = settings.auth_secret.get_secret_value() if settings.auth_secret else None
+    install_http_defaults(app, max_body_bytes=settings.max_body_bytes, rate_limits=settings.rate_limits(),
+                          auth_secret=secret)
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

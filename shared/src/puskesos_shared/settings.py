@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .http import IPNetwork, RateLimits, parse_networks
 from .topology import Topology
 
 STACK_ENV_FILE = ".local/stack/stack.env"
@@ -37,8 +38,32 @@ class ServiceSettings(BaseSettings):
     auth_secret: SecretStr | None = Field(default=None, description="HS256 secret of officer tokens (>= 32 chars)")
     connect_timeout_seconds: float = Field(default=20.0, description="Give up starting when NATS does not answer")
     max_body_bytes: int = Field(default=256 * 1024, description="Largest HTTP request body accepted")
+    # Rate limits per process (each replica enforces its own; a global limit belongs at the ingress).
+    # A rate of 0 turns that limit off. See docs/conventions.md "Rate limits".
+    rate_limit_per_minute: float = Field(default=600.0, ge=0, description="Sustained requests per officer")
+    rate_limit_burst: int = Field(default=300, ge=1, description="Requests an officer may make at once")
+    rate_limit_anonymous_per_minute: float = Field(
+        default=120.0, ge=0, description="Sustained requests per client IP without a verifiable token")
+    rate_limit_anonymous_burst: int = Field(default=60, ge=1)
+    trusted_proxies: str = Field(
+        default="", description="Comma-separated IPs/CIDRs whose X-Forwarded-For is believed (default: none)")
     log_level: str = "info"
     log_json: bool | None = Field(default=None, description="JSON logs; default: when stderr is not a terminal")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value.split(","))  # ValueError names the bad entry
+        return value
+
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies.split(","))
+
+    def rate_limits(self) -> RateLimits:
+        return RateLimits(per_minute=self.rate_limit_per_minute, burst=self.rate_limit_burst,
+                          anonymous_per_minute=self.rate_limit_anonymous_per_minute,
+                          anonymous_burst=self.rate_limit_anonymous_burst,
+                          trusted_proxies=self.trusted_proxy_networks())
 
     @property
     def database_name(self) -> str:

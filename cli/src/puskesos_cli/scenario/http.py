@@ -2,8 +2,9 @@
 
 A retry resends the same request (the same ``Idempotency-Key`` or ``command_id`` where the API
 takes one), so a request whose answer was lost is applied once. Retried: connection errors,
-timeouts, 5xx and the 409s that mean "not yet" (a projection that has not caught up, a
-concurrent change). Every other 4xx is a bug in the scenario and fails loudly.
+timeouts, 5xx, the 409s that mean "not yet" (a projection that has not caught up, a
+concurrent change) and 429 (over the officer's rate limit: resent after its ``Retry-After``).
+Every other 4xx is a bug in the scenario and fails loudly.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ RETRYABLE_CONFLICTS = frozenset({"household_unknown", "concurrent_update", "comp
                                  "still_draining"})
 
 
+#: 429 answers one call waits out before it gives up (each wait is the server's ``Retry-After``).
+MAX_THROTTLED_WAITS = 120
+
+
 class ApiError(RuntimeError):
     def __init__(self, method: str, url: str, status: int, body: str) -> None:
         super().__init__(f"{method} {url}: HTTP {status}: {body[:600]}")
@@ -42,6 +47,15 @@ def _code(response: httpx.Response) -> str | None:
     return code if isinstance(code, str) else None
 
 
+def _retry_after(response: httpx.Response) -> float:
+    """Seconds the server asked to wait (``Retry-After``), between 0.1 and 30."""
+    try:
+        seconds = float(response.headers.get("retry-after", "1"))
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.1), 30.0)
+
+
 class Api:
     """One service's HTTP edge."""
 
@@ -54,8 +68,10 @@ class Api:
         url = f"{self.base_url}{path}"
         retry_on = frozenset(retry_conflicts)
         delay = 0.1
-        for attempt in range(1, self.attempts + 1):
-            last = attempt == self.attempts
+        attempt, throttled = 0, 0
+        while True:
+            attempt += 1
+            last = attempt >= self.attempts
             try:
                 response = await self.client.request(method, url, headers=headers, json=json, params=params)
             except (httpx.TransportError, httpx.TimeoutException):
@@ -64,13 +80,17 @@ class Api:
             else:
                 if response.status_code in ok:
                     return response.json() if response.content else None
+                if response.status_code == 429 and throttled < MAX_THROTTLED_WAITS:
+                    # over the rate limit, not a failure: wait as told; not counted as a retry
+                    attempt, throttled = attempt - 1, throttled + 1
+                    await asyncio.sleep(_retry_after(response))
+                    continue
                 transient = response.status_code >= 500 or (response.status_code == 409 and
                                                              _code(response) in retry_on)
                 if not transient or last:
                     raise ApiError(method, url, response.status_code, response.text)
             await asyncio.sleep(delay)
             delay = min(delay * 1.6, 2.0)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def get(self, path: str, *, headers: dict[str, str], params: dict[str, Any] | None = None,
                   ok: Sequence[int] = (200,)) -> Any:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from puskesos_shared.auth import CurrentOfficer, Officer, require_role
 from puskesos_shared.contracts.primitives import OfficerRole
@@ -29,6 +30,13 @@ from .store import AuditStore
 from .trace import TraceKind, TraceResult, trace
 
 router = APIRouter(prefix="/audit", tags=["audit"])
+#: the largest log sequence number a query may name (MongoDB stores it as a signed 64-bit integer)
+MAX_SEQ = 2**63 - 1
+SeqQuery = Annotated[int | None, Query(ge=1, le=MAX_SEQ)]
+#: Checked at the edge: anything else (a NIK typed into the wrong field) is a 422 that does not echo it,
+#: not a 403 naming it.
+VillagePath = Annotated[str, Path(pattern=r"^[0-9]{2}\.[0-9]{2}\.[0-9]{2}\.[0-9]{4}$",
+                                  description="Kemendagri code of a kelurahan or desa, dotted")]
 
 
 def _runtime(request: Request) -> ServiceRuntime:
@@ -64,8 +72,8 @@ async def status(request: Request, officer: CurrentOfficer) -> dict[str, Any]:
 
 
 @router.get("/verify", summary="Verify the hash chain (whole log or the chunks covering a range)")
-async def verify(request: Request, officer: CurrentOfficer, from_seq: Annotated[int | None, Query(ge=1)] = None,
-                 to_seq: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+async def verify(request: Request, officer: CurrentOfficer, from_seq: SeqQuery = None,
+                 to_seq: SeqQuery = None) -> dict[str, Any]:
     _auditor(officer)
     runtime = _runtime(request)
     async with _reader(runtime) as reader:
@@ -110,8 +118,8 @@ async def trace_endpoint(request: Request, officer: CurrentOfficer, body: TraceR
 
 
 @router.get("/decisions", summary="Re-derive every recorded decision and report mismatches")
-async def decisions(request: Request, officer: CurrentOfficer, from_seq: Annotated[int | None, Query(ge=1)] = None,
-                    to_seq: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+async def decisions(request: Request, officer: CurrentOfficer, from_seq: SeqQuery = None,
+                    to_seq: SeqQuery = None) -> dict[str, Any]:
     _auditor(officer)
     runtime = _runtime(request)
     settings: AuditSettings = runtime.state["settings"]
@@ -123,19 +131,19 @@ async def decisions(request: Request, officer: CurrentOfficer, from_seq: Annotat
 
 
 @router.get("/rounds/{round_id}/history", summary="A round's totals rebuilt from the log, compared")
-async def round_history(request: Request, officer: CurrentOfficer, round_id: str) -> dict[str, Any]:
+async def round_history(request: Request, officer: CurrentOfficer, round_id: uuid.UUID) -> dict[str, Any]:
     _auditor(officer)
     runtime = _runtime(request)
     settings: AuditSettings = runtime.state["settings"]
     token = request.headers.get("authorization", "").partition(" ")[2] or None
     async with _reader(runtime) as reader:
-        return await queries.round_history(reader, round_id.lower(), js=runtime.broker.config.connection_state.stream,
+        return await queries.round_history(reader, str(round_id), js=runtime.broker.config.connection_state.stream,
                                            topology=runtime.topology, live_url=settings.audit_distribution_url,
                                            token=token)
 
 
 @router.get("/villages/{village_code}/history", summary="A village's case counts rebuilt from the log, compared")
-async def village_history(request: Request, officer: CurrentOfficer, village_code: str) -> dict[str, Any]:
+async def village_history(request: Request, officer: CurrentOfficer, village_code: VillagePath) -> dict[str, Any]:
     _auditor(officer)
     if not officer.covers(village_code):
         raise HTTPException(403, f"village {village_code} is outside this officer's scope")
@@ -156,8 +164,8 @@ class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    from_seq: int | None = Field(default=None, ge=1)
-    to_seq: int | None = Field(default=None, ge=1)
+    from_seq: int | None = Field(default=None, ge=1, le=MAX_SEQ)
+    to_seq: int | None = Field(default=None, ge=1, le=MAX_SEQ)
     from_time: AwareDatetime | None = None
 
 

@@ -7,12 +7,14 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 from puskesos_shared.commands import subscribe_command
 from puskesos_shared.contracts.envelope import utc_now
+from puskesos_shared.resident_export import serve_export
 from puskesos_shared.service import ServiceRuntime, create_service_app
 
 from .api import router
 from .appender import Appender
 from .commands import ReplayCommand, replay_command_handler
 from .indexer import Indexer, IndexFollower
+from .resident_export import export_handler
 from .settings import AuditSettings
 from .store import AuditStore
 
@@ -27,6 +29,7 @@ def _configure(settings: AuditSettings) -> Callable[[ServiceRuntime], Awaitable[
                              settings=settings)
         subscribe_command(runtime.broker, runtime.topology, service="audit", name="replay", request=ReplayCommand,
                           handler=replay_command_handler(runtime))
+        serve_export(runtime.broker, runtime.topology, service="audit", handler=export_handler(store, index_key))
         if settings.audit_appender:
             js = runtime.broker.config.connection_state.stream
             appender = Appender(

@@ -10,12 +10,23 @@ from puskesos_shared.auth import CurrentOfficer, require_role
 
 from .commands import OPERATORS, READERS
 from .imports import Imports
-from .requests import MAX_IMPORT_ROWS, CloseRound, FinishImport, ImportChunk, ImportRow, OpenRound, RoundRef
+from .requests import (
+    MAX_COUNT,
+    MAX_IMPORT_ROWS,
+    ROUND_REF,
+    CloseRound,
+    FinishImport,
+    ImportChunk,
+    ImportRow,
+    OpenRound,
+    RoundRef,
+)
 from .requests import RoundStatusQuery as StatusQuery
 from .rounds import RoundOperations
 
 router = APIRouter(prefix="/rounds", tags=["rounds"])
-RoundPath = Annotated[str, Path(min_length=3, max_length=80, description="The round's key or id")]
+# the same constraints as RoundRef.round: the handlers build a RoundRef from it (a ValidationError there is a 500)
+RoundPath = Annotated[str, Path(min_length=3, max_length=80, pattern=ROUND_REF, description="The round's key or id")]
 
 
 def _ops(request: Request) -> tuple[RoundOperations, Imports]:
@@ -48,7 +59,8 @@ async def import_rows(request: Request, officer: CurrentOfficer, round_ref: Roun
 
 @router.post("/{round_ref}/imports/{batch_id}/finish")
 async def finish_import(request: Request, officer: CurrentOfficer, round_ref: RoundPath, batch_id: uuid.UUID,
-                        total_rows: Annotated[int, Body(ge=0)], rejected_rows: Annotated[int, Body(ge=0)],
+                        total_rows: Annotated[int, Body(ge=0, le=MAX_COUNT)],
+                        rejected_rows: Annotated[int, Body(ge=0, le=MAX_COUNT)],
                         file_name: Annotated[str, Body(max_length=200)] = "") -> dict[str, Any]:
     require_role(officer, *OPERATORS)
     req = FinishImport(round=round_ref, batch_id=batch_id, file_name=file_name, total_rows=total_rows,

@@ -8,6 +8,7 @@ import uuid
 import structlog
 from fastapi import FastAPI
 from puskesos_shared.messaging import subscribe_events
+from puskesos_shared.resident_export import serve_export
 from puskesos_shared.service import ServiceRuntime, create_service_app
 
 from . import dbmetrics
@@ -20,6 +21,7 @@ from .gateway import HttpGateway, PaymentGateway
 from .imports import Imports
 from .projection import PROJECTED_EVENTS, PROJECTION_CONSUMER, Projection
 from .reservations import Reservations
+from .resident_export import export_handler
 from .rounds import RoundOperations
 from .settings import DistributionSettings
 from .store import ROUNDS, MongoStore
@@ -55,6 +57,7 @@ def make_configure(settings: DistributionSettings, gateway: PaymentGateway | Non
         rounds, imports = RoundOperations(ctx, runtime.relay()), Imports(ctx)
         runtime.state.update(context=ctx, rounds=rounds, imports=imports)
         register_commands(runtime.broker, runtime.topology, settings, rounds, imports)
+        serve_export(runtime.broker, runtime.topology, service="distribution", handler=export_handler(store))
         subscribe_events(runtime.broker, runtime.topology, runtime.dead_letters, consumer=PROJECTION_CONSUMER,
                          events=PROJECTED_EVENTS, handler=ctx.projection.handle)
 

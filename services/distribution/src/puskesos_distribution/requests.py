@@ -8,13 +8,19 @@ from typing import Annotated
 
 from puskesos_shared.contracts.distribution import FundingSource, VillageQuota
 from puskesos_shared.contracts.primitives import Program, ShortText
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .domain import round_id_for
 
 RULE_VERSION = r"^[a-z0-9_.-]+@[0-9]+$"
 ROUND_KEY = r"^[a-z0-9][a-z0-9_.-]{2,79}$"
+#: A round's key or id as a reference: no control characters (a key with 0x1f cannot become an id).
+ROUND_REF = r"^[^\x00-\x1f\x7f]+$"
 MAX_IMPORT_ROWS = 1000
+#: Upper bounds of the numbers stored: far above any real value, far inside MongoDB's 64-bit integers
+#: (a larger number made the write fail: a 500).
+MAX_RUPIAH = 10**15
+MAX_COUNT = 10**9
 
 
 class Request(BaseModel):
@@ -24,7 +30,7 @@ class Request(BaseModel):
 
 
 class RoundRef(Request):
-    round: str = Field(min_length=3, max_length=80, description="The round's id or its key")
+    round: str = Field(min_length=3, max_length=80, pattern=ROUND_REF, description="The round's id or its key")
 
     @property
     def round_id(self) -> uuid.UUID:
@@ -39,18 +45,25 @@ class OpenRound(Request):
     name: ShortText
     program: Program = Program.BLT
     funding_source: FundingSource
-    amount_per_family: int = Field(gt=0)
-    budget_cap: int = Field(gt=0)
+    amount_per_family: int = Field(gt=0, le=MAX_RUPIAH)
+    budget_cap: int = Field(gt=0, le=MAX_RUPIAH)
     village_quotas: tuple[VillageQuota, ...] = Field(default=(), max_length=5000)
     eligibility_rule_version: str = Field(pattern=RULE_VERSION)
     period_start: dt.date
     period_end: dt.date
 
+    @field_validator("village_quotas")
+    @classmethod
+    def _storable_quotas(cls, quotas: tuple[VillageQuota, ...]) -> tuple[VillageQuota, ...]:
+        if any(q.max_families > MAX_COUNT for q in quotas):
+            raise ValueError(f"max_families must be at most {MAX_COUNT}")
+        return quotas
+
 
 class ImportRow(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    row: int = Field(ge=1, description="Line number in the file (the header is line 1)")
+    row: int = Field(ge=1, le=MAX_COUNT, description="Line number in the file (the header is line 1)")
     fields: dict[Annotated[str, Field(max_length=50)], Annotated[str, Field(max_length=300)] | None] = Field(
         max_length=20)
 
@@ -63,8 +76,8 @@ class ImportChunk(RoundRef):
 class FinishImport(RoundRef):
     batch_id: uuid.UUID
     file_name: str = Field(default="", max_length=200)
-    total_rows: int = Field(ge=0)
-    rejected_rows: int = Field(ge=0)
+    total_rows: int = Field(ge=0, le=MAX_COUNT)
+    rejected_rows: int = Field(ge=0, le=MAX_COUNT)
 
 
 class CloseRound(RoundRef):

@@ -5,7 +5,8 @@ coordinator may move members too); the front office files complaints; any office
 covers the village reads. ``GET /complaints/{case_number}`` also needs a token (of any role,
 in scope): case numbers are sequential and guessable, so they are no secret. The WhatsApp bot is
 a system: it asks the ``complaint_status`` NATS command, which answers a view without personal
-data (no names, NIKs, phones or descriptions).
+data (no names, NIKs, phones or descriptions). ``POST /residents/export`` hands a resident their
+data held by every service (UU PDP; back office or coordinator, resident in scope; see ``exports``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 from puskesos_shared.auth import CurrentOfficer, Officer, require_role
 from puskesos_shared.commands import CommandError
 from puskesos_shared.contracts.intake import ComplaintCategory, Household
@@ -23,6 +25,7 @@ from puskesos_shared.contracts.primitives import OfficerRole, check_kk_number, c
 from .context import Caller
 from .domain.complaints import ComplaintRequest
 from .domain.progress import ComplaintStatus
+from .exports import EXPORT_ROLES, ExportRequest, ResidentExports
 from .filing import ComplaintDesk, FilingResult
 from .registry import HouseholdRecord, HouseholdRegistry, Outcome, RegistrationResult
 from .status import ComplaintDetail, ComplaintPage, ComplaintViews
@@ -40,6 +43,7 @@ class Intake:
     transfers: Transfers
     desk: ComplaintDesk
     views: ComplaintViews
+    exports: ResidentExports
 
 
 async def intake(request: Request) -> Intake:
@@ -69,6 +73,7 @@ def checked(value: str, check: Callable[[str], str], loc: str) -> str:
 
 households = APIRouter(prefix="/households", tags=["households"])
 complaints = APIRouter(prefix="/complaints", tags=["complaints"])
+residents = APIRouter(prefix="/residents", tags=["residents"])
 
 
 @households.post("", response_model=RegistrationResult, status_code=status.HTTP_201_CREATED,
@@ -145,4 +150,21 @@ async def complaint_status(case_number: Annotated[str, Path(pattern=CASE_NUMBER)
     return await svc.views.detail(case_number, caller_of(officer))
 
 
-ROUTERS = (households, complaints)
+@residents.post("/export", responses={
+    200: {"description": "The export: every service's records about the person; `complete` is false and "
+                         "`unavailable` names the services that did not answer"},
+    403: {"description": "Role other than back office or coordinator, or the resident's village (for a person "
+                         "the registry does not know: the kecamatan that issued the NIK) is outside the "
+                         "officer's scope (the attempt is recorded)"}})
+async def export_resident(body: ExportRequest, officer: CurrentOfficer, svc: IntakeDep) -> JSONResponse:
+    """A resident's personal data held by every service, as one JSON document (UU PDP right of access).
+
+    The NIK travels in the body, never in the URL. Each export is recorded in the access log.
+    """
+    require_role(officer, *EXPORT_ROLES)
+    document = await svc.exports.export(body.nik, caller_of(officer))
+    name = f"resident-export-{document['export_id']}.json"
+    return JSONResponse(document, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+ROUTERS = (households, complaints, residents)

@@ -5,19 +5,23 @@ from __future__ import annotations
 import datetime as dt
 
 from fastapi import FastAPI
+from puskesos_shared.commands import CommandReply, send_command
 from puskesos_shared.messaging import subscribe_events
+from puskesos_shared.resident_export import ExportResident
 from puskesos_shared.service import ServiceRuntime, create_service_app
 
 from .api import ROUTERS, Intake
 from .commands import register_commands
 from .context import Context, log, utc_now
 from .domain.progress import CASE_EVENTS
+from .exports import ResidentExports
 from .faults import Faults
 from .filing import ComplaintDesk
 from .handlers import CONSUMER, CaseProgress
 from .niks import NikOwnership
 from .recovery import run_recovery
 from .registry import HouseholdRegistry
+from .resident_data import ResidentData
 from .settings import IntakeSettings
 from .status import ComplaintViews
 from .store import IntakeStore
@@ -42,7 +46,12 @@ async def configure(runtime: ServiceRuntime) -> None:
     registry = HouseholdRegistry(ctx)
     views = ComplaintViews(ctx)
     desk = ComplaintDesk(ctx, views)
-    svc = Intake(registry=registry, transfers=Transfers(ctx, registry), desk=desk, views=views)
+
+    async def request(subject: str, body: ExportResident, timeout: float) -> CommandReply:
+        return await send_command(runtime.broker.config.connection_state.connection, subject, body, timeout=timeout)
+
+    exports = ResidentExports(ctx, ResidentData(ctx, views), request, settings.intake_export_timeout_seconds)
+    svc = Intake(registry=registry, transfers=Transfers(ctx, registry), desk=desk, views=views, exports=exports)
     runtime.state["intake"] = svc
     subscribe_events(runtime.broker, runtime.topology, runtime.dead_letters, consumer=CONSUMER,
                      events=CASE_EVENTS, handler=CaseProgress(views, desk).handle)

@@ -8,6 +8,11 @@ may send them. Replies follow the kit: ``{"ok": true, "result": ...}`` or an err
 | ``{ns}.commands.intake.register_household.v1`` | RegisterHousehold | RegistrationResult |
 | ``{ns}.commands.intake.file_complaint.v1`` | FileComplaint | FilingResult |
 | ``{ns}.commands.intake.complaint_status.v1`` | ComplaintStatusQuery | PublicStatus (no personal data) |
+| ``{ns}.commands.intake.export_resident.v1`` | ExportResident | intake's part of a resident's data export |
+
+``export_resident`` is the part every service answers (``puskesos_shared.resident_export``); the
+whole export, with role and scope checks, is ``POST /residents/export``. Intake records each answer
+in its access log all the same.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from faststream.nats import NatsBroker
 from puskesos_shared.commands import subscribe_command
 from puskesos_shared.contracts.envelope import Actor
 from puskesos_shared.contracts.intake import Household
+from puskesos_shared.resident_export import serve_export
 from puskesos_shared.topology import Topology
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,6 +63,7 @@ def register_commands(broker: NatsBroker, topology: Topology, svc: Intake) -> li
         return await svc.views.public_status(req.case_number, Caller.system(req.actor))
 
     return [
+        serve_export(broker, topology, service="intake", handler=svc.exports.intake_part),
         subscribe_command(broker, topology, service="intake", name="register_household",
                           request=RegisterHousehold, handler=register_household),
         subscribe_command(broker, topology, service="intake", name="file_complaint",

@@ -79,6 +79,18 @@ def revision_data(record_household: Household, warnings: tuple[DataWarning, ...]
     }
 
 
+#: Larger incomes are refused: far above any real one, and far inside the 64-bit integers MongoDB stores
+#: (the contract's ``Rupiah`` has no upper bound; a larger number made the write fail: a 500).
+MAX_MONTHLY_INCOME = 10**15
+
+
+def income_too_large() -> CommandError:
+    msg = f"must be at most {MAX_MONTHLY_INCOME}"
+    return CommandError("invalid_request", f"monthly_income {msg}",
+                        [{"loc": "body.socio_economic.monthly_income", "msg": msg, "type": "less_than_equal"}],
+                        status=422)
+
+
 def unknown_village() -> CommandError:
     return CommandError("unknown_village", "the village code does not exist in the Kemendagri data",
                         [{"loc": "body.address.village_code", "msg": "unknown village code",
@@ -104,6 +116,8 @@ class HouseholdRegistry:
     async def register(self, household: Household, caller: Caller, *, must_exist: bool = False) -> RegistrationResult:
         if not village_exists(household.address.village_code):
             raise unknown_village()
+        if household.socio_economic.monthly_income > MAX_MONTHLY_INCOME:
+            raise income_too_large()
         caller.require(household.address.village_code)
         warnings = nik_warnings(household)
         hid = str(household_id(household.kk_number))

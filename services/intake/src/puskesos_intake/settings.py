@@ -29,6 +29,11 @@ class IntakeSettings(ServiceSettings):
     intake_recovery_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often interrupted transfers are resumed."
     )
+    intake_export_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120,
+        description="How long a resident's data export waits for each service's part before it names the "
+                    "service as unavailable.",
+    )
     intake_fault: str | None = Field(
         default=None,
         description=f"Test-only fault injection (PUSKESOS_INTAKE_FAULT), one of {', '.join(FAULT_POINTS)}.",

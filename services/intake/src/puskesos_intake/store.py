@@ -16,6 +16,7 @@ complaints, household revisions) are inserts against a unique index.
 | ``complaint_progress`` (+ ``_heads``) | once per version | status and history from case events |
 | ``case_links`` | once | case id -> complaint id |
 | ``complaint_views`` | derived | per case number: the listing row and the status lookup |
+| ``export_log`` | once per export | the access log of residents' data exports (NIK as HMAC, who, when, answers) |
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class IntakeStore:
         self.case_links: AsyncCollection[Document] = db["case_links"]
         self.views: AsyncCollection[Document] = db["complaint_views"]
         self.meta: AsyncCollection[Document] = db["meta"]
+        self.export_log: AsyncCollection[Document] = db["export_log"]
 
     async def create_indexes(self) -> None:
         for versions in (self.households, self.nik_owners, self.open_complaints, self.progress):
@@ -59,6 +61,8 @@ class IntakeStore:
         await self.complaints.create_index("case_number", unique=True, name="one_complaint_per_case_number")
         await self.complaints.create_index("filed_at", name="filed_at")
         await self.transfers.create_index("state", name="state")
+        await self.transfers.create_index("nik_key", name="member")
+        await self.export_log.create_index([("nik_hash", 1), ("at", 1)], name="by_resident")
         await self.views.create_index([("village_code", 1), ("status", 1), ("category", 1), ("filed_at", -1)],
                                       name="listing")
         await self.views.create_index([("district_code", 1), ("filed_at", -1)], name="listing_district")

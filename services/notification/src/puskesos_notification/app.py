@@ -9,6 +9,7 @@ from typing import cast
 import structlog
 from fastapi import FastAPI
 from puskesos_shared.messaging import ConsumerPolicy, subscribe_events
+from puskesos_shared.resident_export import serve_export
 from puskesos_shared.service import ServiceRuntime, create_service_app
 
 from .api import router
@@ -19,6 +20,7 @@ from .delivery import Deliverer
 from .directory import DirectoryService
 from .domain import ContactKeys, DeliveryRecord
 from .handlers import CONTACT_EVENTS, ContactProjection, Notifier
+from .resident_export import export_handler
 from .routing import NOTIFYING_EVENTS, Router
 from .settings import NotificationSettings
 from .store import MongoNotificationStore
@@ -81,6 +83,7 @@ async def configure(runtime: ServiceRuntime) -> None:
                      events=NOTIFYING_EVENTS, handler=notifier.handle, policy=policy)
     directory = DirectoryService(store, keys)
     register_commands(runtime.broker, runtime.topology, directory)
+    serve_export(runtime.broker, runtime.topology, service="notification", handler=export_handler(store, book, keys))
     runtime.state.update(store=store, contacts=book, directory=directory, channel=channel, deliverer=deliverer,
                          keys=keys)
     runtime.add_background(_close_at_shutdown(channel))

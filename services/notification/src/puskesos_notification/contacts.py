@@ -65,6 +65,9 @@ class MongoContactBook:
 
     async def create_indexes(self) -> None:
         await self.members.create_index([("kk", 1)], name="by_household")
+        # a resident's data export finds their complaints and cases by the NIK hash
+        await self.complaints.create_index([("nik_hash", 1)], name="by_nik_hash")
+        await self.cases.create_index([("nik_hash", 1)], name="by_nik_hash")
 
     # writes ------------------------------------------------------------------------------
     async def apply_household(self, kk_hash: str, phone: str | None, revision: int, member_hashes: list[str],

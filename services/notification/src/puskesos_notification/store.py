@@ -85,6 +85,7 @@ class MongoNotificationStore:
     async def create_indexes(self) -> None:
         await self.deliveries.create_index([("source_event_id", 1)], name="by_source_event")
         await self.deliveries.create_index([("state", 1)], name="by_state")
+        await self.deliveries.create_index([("recipient.id", 1)], name="by_recipient")  # a resident's data export
         await self.officers.create_index([("scope", 1)], name="by_scope")
 
     # deliveries --------------------------------------------------------------------------

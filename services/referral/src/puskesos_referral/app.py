@@ -12,6 +12,7 @@ import structlog
 from fastapi import FastAPI
 from puskesos_shared.messaging import ConsumerPolicy, PublishError, subscribe_events
 from puskesos_shared.metrics import EVENTS_PUBLISHED
+from puskesos_shared.resident_export import serve_export
 from puskesos_shared.service import ServiceRuntime, create_service_app
 
 from .api import router
@@ -20,6 +21,7 @@ from .domain import sla
 from .escalation import run_escalation_loop, run_pending_loop
 from .handlers import CONSUMED, CONSUMER, intake_events_handler
 from .queries import CaseQueries
+from .resident_export import export_handler
 from .service import Clock, ReferralService, utc_now
 from .settings import ReferralSettings
 from .store import Entries, MongoCaseStore
@@ -54,6 +56,7 @@ async def configure(runtime: ServiceRuntime, clock: Clock = utc_now) -> None:
                      handler=intake_events_handler(service),
                      policy=ConsumerPolicy(ack_wait_seconds=settings.consumer_ack_wait_seconds))
     register_commands(runtime, service, queries, settings.auth_secret)
+    serve_export(runtime.broker, runtime.topology, service="referral", handler=export_handler(store, clock))
     runtime.add_background(partial(run_pending_loop, service, settings.pending_sweep_seconds))
     if settings.escalation_enabled:
         runtime.add_background(partial(run_escalation_loop, service, settings.escalation_interval_seconds,

@@ -67,7 +67,8 @@ def resolve_target(code: str, village_code: str) -> TargetEntry:
     """The catalogue entry for ``code``, if it serves the village's regency."""
     entry = targets().get(code)
     if entry is None:
-        raise UnknownTarget(f"unknown referral target {code!r}; known: {', '.join(sorted(targets()))}")
+        # the code is not repeated: an error never echoes the input (it may be anything typed there)
+        raise UnknownTarget(f"unknown referral target; known: {', '.join(sorted(targets()))}")
     if not entry.serves(village_code):
         raise UnknownTarget(f"referral target {code} serves regency {entry.regency}, not {regency_of(village_code)}")
     return entry

@@ -81,6 +81,8 @@ class CaseStore(Protocol):
                                      revision: int, event_id: uuid.UUID) -> bool: ...
     async def household(self, kk_number: str) -> tuple[Household, int] | None: ...
     async def kk_of_member(self, nik: str) -> str | None: ...
+    async def cases_concerning(self, nik: str, kk_numbers: Sequence[str]) -> list[Case]: ...
+    async def households_listing(self, nik: str) -> list[Document]: ...
     async def add_rule_set(self, rule_set: RuleSet, *, published_by: str, now: dt.datetime) -> bool: ...
     async def rule_set(self, tag: str) -> RuleSet | None: ...
     async def latest_rule_set(self, name: str) -> RuleSet | None: ...
@@ -115,6 +117,8 @@ class MongoCaseStore:
         await self.cases.create_index([("kecamatan_code", ASCENDING), ("status", ASCENDING)], name="kecamatan_status")
         await self.cases.create_index([("status", ASCENDING), ("level_due_on", ASCENDING)], name="escalation")
         await self.households.create_index([("niks", ASCENDING)], name="member_niks")
+        await self.cases.create_index([("subject_nik", ASCENDING)], name="subject_nik")
+        await self.cases.create_index([("kk_number", ASCENDING)], name="kk_number")
         await self.rule_sets.create_index([("name", ASCENDING), ("version", DESCENDING)], name="name_version",
                                           unique=True)
         await self.numbers.create_index([("referral_id", ASCENDING)], name="referral_id", unique=True)
@@ -264,6 +268,18 @@ class MongoCaseStore:
         """The one KK whose latest revision lists ``nik`` (None if none or, after transfers, ambiguous)."""
         kks = sorted({str(doc["_id"]) async for doc in self.households.find({"niks": nik}, {"_id": 1})})
         return kks[0] if len(kks) == 1 else None
+
+    # a resident's data export -------------------------------------------------------------------
+    async def cases_concerning(self, nik: str, kk_numbers: Sequence[str]) -> list[Case]:
+        """Cases whose subject is ``nik`` or whose family card is one of ``kk_numbers``, at their latest version."""
+        query: Document = {"$or": [{"subject_nik": nik}, {"kk_number": {"$in": list(kk_numbers)}}]}
+        ids = [uuid.UUID(doc["_id"]) async for doc in self.cases.find(query, {"_id": 1})]
+        cases = [await self.latest(case_id) for case_id in ids]
+        return sorted((c for c in cases if c is not None), key=lambda c: c.opened_at)
+
+    async def households_listing(self, nik: str) -> list[Document]:
+        """The latest stored revision of each family card whose members include ``nik``."""
+        return [doc async for doc in self.households.find({"niks": nik}).sort("_id", ASCENDING)]
 
     # rule sets ------------------------------------------------------------------------------------
     async def add_rule_set(self, rule_set: RuleSet, *, published_by: str, now: dt.datetime) -> bool:

@@ -143,13 +143,18 @@ class Comparison(BaseModel):
         return self
 
 
+def _storable(value: int | float) -> bool:
+    """Whether MongoDB can store the number (a rule set is stored; a larger int made the write fail)."""
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
+
+
 def _check_scalar(fact: str, kind: Any, value: Any) -> None:
     if kind == "bool":
         ok = isinstance(value, bool)
     elif kind == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = isinstance(value, int) and not isinstance(value, bool) and _storable(value)
     elif kind == "number":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and _storable(value)
     else:
         ok = isinstance(value, str) and value in kind
     if not ok:

@@ -1,9 +1,9 @@
-"""Running Puskesos services as real OS processes in tests (end-to-end and chaos tests).
+"""Services (and helpers such as the simulated gateway) as real OS processes in tests and benchmarks.
 
-``ServiceProcess`` starts ``python -m <module>`` with the ``PUSKESOS_*`` environment that points
-it at the test's servers, namespace and databases, writes its output to a log file, and offers
-the operations chaos tests need: wait until ready, SIGTERM (graceful), SIGKILL, start again
-(same port, same environment, appending to the same log), and reading the JSON log lines.
+Lives in the shared kit, not in the workspace's ``tests/``, so that a single service's tests can
+import it too. ``ServiceProcess`` starts ``python -m <module>`` (or a command line) on the test's
+servers, namespace and databases with JSON logs to a file, and offers what chaos tests need: wait
+until ready, SIGTERM, SIGKILL, start again on the same port, read the log records and metrics.
 
 Every wait polls a condition against a deadline; nothing relies on a bare sleep.
 """
@@ -13,50 +13,53 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..localstack import free_port
+
+__all__ = ["TEST_AUTH_SECRET", "ServiceProcess", "ServiceProcessError", "free_port"]
 
 #: Token-signing secret of the service processes tests start (tests issue tokens with it).
-TEST_AUTH_SECRET = "test-only-auth-secret-0123456789abcdef"
+TEST_AUTH_SECRET = "test-only-auth-secret-0123456789abcdef"  # noqa: S105
 
 
 class ServiceProcessError(AssertionError):
     """A service process did not do what the test waited for; the message carries its log tail."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class ServiceProcess:
-    """One service (any importable module runnable with ``python -m``) as a child process.
+    """One child process: a service (any module runnable with ``python -m``) or the command line ``argv``.
 
-    ``env`` is added on top of the current environment; ``PUSKESOS_HTTP_PORT`` and
-    ``PUSKESOS_LOG_JSON`` are always set (a free port unless ``port`` is given; JSON logs).
+    The child's environment is the current one without its ``PUSKESOS_*`` variables, plus ``env``,
+    ``PUSKESOS_HTTP_PORT`` (a free port unless ``port`` is given), ``PUSKESOS_LOG_JSON=true`` (unless
+    ``env`` says otherwise) and ``PYTHONUNBUFFERED``. With ``argv`` the command must listen on ``port``
+    by its own arguments (programs other than the services ignore the ``PUSKESOS_*`` variables).
     """
 
     def __init__(
         self,
-        module: str,
+        module: str | None = None,
         *,
+        argv: Sequence[str] | None = None,
         log_path: Path,
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         cwd: Path | None = None,
         name: str | None = None,
     ) -> None:
+        if (module is None) == (argv is None):
+            raise ValueError("give either a module or an argv")
         self.module = module
-        self.name = name or module.removeprefix("puskesos_")
+        self.argv = [sys.executable, "-m", module] if module is not None else list(argv or ())
+        self.name = name or (module.removeprefix("puskesos_") if module is not None else log_path.stem)
         self.log_path = log_path
         self.port = port or free_port()
         # The working directory is the log's directory so that a developer's
@@ -94,19 +97,23 @@ class ServiceProcess:
         return cls(f"puskesos_{service}", log_path=log_dir / f"{service}.log", env=env, port=port, name=service)
 
     # lifecycle -------------------------------------------------------------------------
-    def start(self) -> ServiceProcess:
-        """Starts the process (again, after it stopped); output is appended to ``log_path``."""
+    def start(self, **extra_env: str) -> ServiceProcess:
+        """Starts the process (again, after it stopped); output is appended to ``log_path``.
+
+        ``extra_env`` applies to this run only (a fault hook, say); a later start goes without it.
+        """
         if self.running:
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.cwd.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PUSKESOS_")}
         env.update(self.env)
+        env.update(extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self._popen = subprocess.Popen(
-                [sys.executable, "-m", self.module],
+                self.argv,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, cwd=self.cwd, start_new_session=True,
             )
@@ -128,8 +135,17 @@ class ServiceProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_ready(self, timeout: float = 60.0) -> float:
-        """Polls ``/health/ready`` until it answers 200; returns the seconds it took.
+    def ready(self, path: str = "/health/ready") -> bool:
+        """One probe, no waiting: whether the process runs and answers 200 on ``path`` right now."""
+        if not self.running:
+            return False
+        try:
+            return httpx.get(f"{self.base_url}{path}", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout: float = 60.0, *, path: str = "/health/ready") -> float:
+        """Polls ``path`` until it answers 200; returns the seconds it took.
 
         Fails with the log tail when the process exits first or the deadline passes.
         """
@@ -141,17 +157,17 @@ class ServiceProcess:
                 if not self.running:
                     self._fail(f"exited with code {self.returncode} before it was ready")
                 try:
-                    response = client.get("/health/ready")
+                    response = client.get(path)
                     if response.status_code == 200:
                         return time.monotonic() - started
                     last = f"HTTP {response.status_code}: {response.text}"
                 except httpx.HTTPError as exc:
                     last = repr(exc)
                 if time.monotonic() > deadline:
-                    self._fail(f"not ready after {timeout:.0f}s (last answer: {last})")
+                    self._fail(f"not ready after {timeout:.0f}s (last answer on {path}: {last})")
                 time.sleep(0.1)
 
-    def wait_exit(self, timeout: float) -> int:
+    def wait_exit(self, timeout: float = 30.0) -> int:
         """Waits for the process to end; returns its exit code (negative: killed by that signal)."""
         assert self._popen is not None, "process was never started"
         try:
@@ -167,24 +183,33 @@ class ServiceProcess:
         return self.wait_exit(timeout)
 
     def kill(self) -> int:
-        """SIGKILL and reap; returns the exit code (``-9`` when it was still running)."""
+        """SIGKILL (no clean-up of any kind) and reap; returns the exit code (``-9`` when it was still running)."""
         assert self._popen is not None, "process was never started"
         if self.running:
             self._popen.kill()
         return self._popen.wait(timeout=10)
 
-    def stop_quietly(self) -> None:
-        """Teardown helper: SIGTERM, then SIGKILL if it lingers; never raises."""
+    def stop(self, timeout: float = 20.0) -> None:
+        """Teardown: SIGTERM, then SIGKILL if it lingers past ``timeout``; never raises, also when never started."""
         if not self.running or self._popen is None:
             return
         self._popen.send_signal(signal.SIGTERM)
         try:
-            self._popen.wait(timeout=15)
+            self._popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self._popen.kill()
             self._popen.wait(timeout=10)
 
-    # logs ------------------------------------------------------------------------------
+    # observation -----------------------------------------------------------------------
+    def metric(self, name: str) -> float:
+        """The value of the sample ``name`` on ``/metrics`` now (0 when the service has none yet)."""
+        text = httpx.get(f"{self.base_url}/metrics", timeout=5.0).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    return float(sample.value)
+        return 0.0
+
     def log_text(self, *, current_run: bool = False) -> str:
         if not self.log_path.exists():
             return ""
@@ -232,8 +257,8 @@ class ServiceProcess:
             time.sleep(0.1)
 
     def _fail(self, what: str) -> NoReturn:
-        raise ServiceProcessError(f"{self.module} (pid {self.pid}, port {self.port}) {what}; "
+        raise ServiceProcessError(f"{self.name} (pid {self.pid}, port {self.port}) {what}; "
                                   f"log {self.log_path}:\n{self.log_tail()}")
 
     def __repr__(self) -> str:
-        return f"ServiceProcess({self.module!r}, pid={self.pid}, port={self.port}, running={self.running})"
+        return f"ServiceProcess({self.name!r}, pid={self.pid}, port={self.port}, running={self.running})"
