@@ -20,6 +20,7 @@ from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from puskesos_distribution.projection import PROJECTION_CONSUMER
 from puskesos_distribution.settings import DistributionSettings
 from puskesos_distribution.workqueue import work_stream
 from puskesos_shared.auth import Officer, issue_token
@@ -54,6 +55,16 @@ class Helpers:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
             await asyncio.sleep(every)
+
+    async def wait_projected(self, timeout: float = 30) -> None:
+        """Until the household/assessment projection has handled every event published so far."""
+        js = self.nc.jetstream()
+
+        async def caught_up() -> bool:
+            info = await js.consumer_info(self.topology.events_stream, PROJECTION_CONSUMER)
+            return not info.num_pending and not info.num_ack_pending
+
+        await self.wait_until(caught_up, timeout=timeout, what="the projection to catch up")
 
     async def command(self, name: str, body: dict[str, Any] | bytes, *, token: str | None = None,
                       timeout: float = 60.0) -> CommandReply:

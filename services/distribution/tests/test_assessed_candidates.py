@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from puskesos_distribution.app import create_app
 from puskesos_distribution.gateway import InMemoryGateway
-from puskesos_distribution.projection import PROJECTION_CONSUMER
 from puskesos_distribution.sample_data import recipient_rows
 from puskesos_shared.contracts import CaseAssessed, Event, HouseholdRegistered, HouseholdUpdated
 from puskesos_shared.contracts.examples import example
@@ -60,11 +59,7 @@ async def test_eligible_assessed_families_are_allocated_where_they_live_now(
         await js.publish(subject_for(event, topology), encode_event(event), headers=event_headers(event))
     gateway = InMemoryGateway()
     async with running_app(create_app(settings_for(), gateway=gateway)):
-        async def projected() -> bool:
-            info = await js.consumer_info(topology.events_stream, PROJECTION_CONSUMER)
-            return not info.num_pending and not info.num_ack_pending
-
-        await helpers.wait_until(projected, timeout=30, what="the projection to catch up")
+        await helpers.wait_projected()
         await helpers.ok("open_round", round_body("assessed"))
         enqueued = await helpers.ok("enqueue_assessed", {"round": "assessed"})
         assert (enqueued["enqueued"], enqueued["not_eligible"], enqueued["without_household"]) == (2, 1, 1)

@@ -10,7 +10,6 @@ import pytest
 from puskesos_distribution.app import create_app
 from puskesos_distribution.domain import allocation_id_for, round_id_for
 from puskesos_distribution.gateway import InMemoryGateway
-from puskesos_distribution.projection import PROJECTION_CONSUMER
 from puskesos_distribution.sample_data import recipient_rows
 from puskesos_shared.commands import CommandReply, send_command
 from puskesos_shared.contracts import HouseholdRegistered
@@ -56,11 +55,7 @@ async def test_a_family_head_gets_the_rounds_decisions_and_payout(settings_for: 
     await js.publish(subject_for(event, topology), encode_event(event), headers=event_headers(event))
     gateway = InMemoryGateway()
     async with running_app(create_app(settings_for(), gateway=gateway)):
-        async def projected() -> bool:
-            info = await js.consumer_info(topology.events_stream, PROJECTION_CONSUMER)
-            return not info.num_pending and not info.num_ack_pending
-
-        await helpers.wait_until(projected, timeout=30, what="the projection to catch up")
+        await helpers.wait_projected()
         await helpers.ok("open_round", round_body("export-round"))
         first, second = str(uuid.uuid4()), str(uuid.uuid4())
         await helpers.ok("import_rows", {"round": "export-round", "batch_id": first,
