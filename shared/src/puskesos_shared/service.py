@@ -34,6 +34,7 @@ from .messaging.streams import ensure_streams
 from .mongo import Document, Mongo
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
+from .tasks import stop_tasks
 from .topology import Topology
 
 log = structlog.get_logger("puskesos.service")
@@ -133,10 +134,7 @@ def create_service_app(
                      namespace=topology.namespace)
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-                with suppress(asyncio.CancelledError, Exception):
-                    await task
+            await stop_tasks(tasks)
             with suppress(Exception):
                 await broker.stop()
             await mongo.close()

@@ -34,6 +34,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter, Gauge
+from puskesos_shared.tasks import honour_cancellation
 from puskesos_shared.topology import Topology
 
 from .chain import GENESIS, Record, canonical_headers, chunk_document, chunk_records, gap_record, make_record
@@ -175,6 +176,7 @@ class Appender:
                 try:
                     msgs = await sub.fetch(self.max_records, timeout=self.fetch_timeout)
                 except TimeoutError:
+                    honour_cancellation()
                     msgs = []
                 if msgs:
                     await self.append(msgs)

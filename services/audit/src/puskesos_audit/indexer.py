@@ -13,7 +13,6 @@ may repeat a posting: readers de-duplicate by the event they point to.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from typing import Any
 
 import structlog
 from bson import Binary
+from puskesos_shared.tasks import honour_cancellation
 
 from .chain import Record, RecordKind, chunk_records
 from .errors import describe_error
@@ -203,5 +203,7 @@ class IndexFollower:
                 await asyncio.sleep(delay)  # back-off before retrying a failing dependency
                 delay = min(delay * 2, 30.0)
                 continue
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self.wake.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                honour_cancellation()

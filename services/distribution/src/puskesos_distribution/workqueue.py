@@ -27,6 +27,7 @@ from puskesos_shared.messaging import ConsumerPolicy, DeadLetters, process_deliv
 from puskesos_shared.messaging.consumer import Delivery, EventHandler, Outcome
 from puskesos_shared.messaging.headers import CORRELATION_ID, EVENT_TYPE, MSG_ID
 from puskesos_shared.messaging.streams import ensure_stream
+from puskesos_shared.tasks import honour_cancellation
 from puskesos_shared.topology import DUPLICATE_WINDOW_SECONDS, Topology
 
 from .workitems import WorkItem, decode_work_item
@@ -119,13 +120,9 @@ async def run_worker(
     sub = await js.pull_subscribe_bind(consumer, work_stream(topology))
     running: set[asyncio.Task[Outcome]] = set()
     typed_handler = cast(EventHandler, handler)  # the decoder only yields WorkItems
-    me = asyncio.current_task()
     try:
         while True:
-            if me is not None and me.cancelling():
-                # Python 3.11's wait_for (inside nats-py's fetch) can swallow a cancellation that
-                # coincides with a timeout; honour it here or shutdown would wait forever.
-                raise asyncio.CancelledError
+            honour_cancellation()  # a cancellation nats-py's fetch swallowed (puskesos_shared.tasks)
             free = policy.concurrency - len(running)
             if free <= 0:
                 await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
