@@ -12,6 +12,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from fastapi import FastAPI
+from puskesos_shared import auth
+from puskesos_shared import http as http_module
 from puskesos_shared.auth import CurrentOfficer, Officer, issue_token
 from puskesos_shared.contracts.primitives import OfficerRole
 from puskesos_shared.http import (
@@ -242,6 +244,28 @@ async def test_anonymous_and_unverifiable_callers_are_limited_by_address() -> No
     clock.advance(10)  # 6 a minute: one token back
     async with client(app) as http:
         assert await statuses(http, "/open", 2) == [200, 429]
+
+
+async def test_a_token_is_verified_once_for_the_limit_and_the_dependency(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    verify = auth.verify_token_expiry
+
+    def counting(token: str, secret: str, *, now: dt.datetime | None = None) -> tuple[Officer, float]:
+        calls.append(token)
+        return verify(token, secret, now=now)
+
+    monkeypatch.setattr(http_module, "verify_token_expiry", counting)  # the limiter's
+    monkeypatch.setattr(auth, "verify_token_expiry", counting)  # the dependency's (through verify_token)
+    clock = FakeClock()
+    app = make_app(LIMITS, clock)
+    headers = bearer("fo-a")
+    async with client(app) as http:
+        assert (await http.get("/mine", headers=headers)).json() == {"officer": "fo-a"}
+        assert (await http.get("/mine", headers=headers)).json() == {"officer": "fo-a"}
+        assert len(calls) == 1  # the second request hit the cache; the dependency verified neither
+        clock.advance(61)  # past the cache's minute: verified again
+        assert (await http.get("/mine", headers=headers)).json() == {"officer": "fo-a"}
+        assert len(calls) == 2
 
 
 async def test_health_and_metrics_are_never_limited() -> None:

@@ -45,6 +45,11 @@ def start_service(name: str, instance: int, env: dict[str, str], module: str | N
     return ManagedProcess(f"{name}-{instance}", popen.pid, port, f"http://127.0.0.1:{port}", log_path)
 
 
+def _ready_path(proc: ManagedProcess) -> str:
+    """The services answer readiness on ``/health/ready``; the simulated gateway on ``/health``."""
+    return "/health" if proc.name.startswith("gateway") else "/health/ready"
+
+
 def wait_ready(procs: list[ManagedProcess], timeout: float = 120.0) -> None:
     pending = list(procs)
     deadline = time.monotonic() + timeout
@@ -55,7 +60,7 @@ def wait_ready(procs: list[ManagedProcess], timeout: float = 120.0) -> None:
                     tail = proc.log_path.read_text(errors="replace")[-1500:]
                     raise StackError(f"{proc.name} exited during start-up; log {proc.log_path}:\n{tail}")
                 try:
-                    if client.get(f"{proc.url}/health/ready").status_code == 200:
+                    if client.get(f"{proc.url}{_ready_path(proc)}").status_code == 200:
                         pending.remove(proc)
                 except httpx.HTTPError:
                     pass
@@ -111,19 +116,8 @@ def start_gateway(argv: Callable[[int], list[str]], *, port: int = 8190) -> Mana
     data = state.load()
     data["services"] = [*data.get("services", []), proc.to_json()]
     state.save(data)
-    deadline = time.monotonic() + 30
-    with httpx.Client(timeout=2) as client:
-        while True:
-            if not proc.alive():
-                raise StackError(f"the payment gateway exited during start-up; log {log_path}")
-            try:
-                if client.get(f"{proc.url}/health").status_code == 200:
-                    return proc
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise StackError(f"the payment gateway did not answer within 30s; log {log_path}")
-            time.sleep(0.1)
+    wait_ready([proc], timeout=30)
+    return proc
 
 
 def endpoints() -> dict[str, str]:
@@ -149,9 +143,8 @@ def health() -> list[dict[str, Any]]:
     with httpx.Client(timeout=2) as client:
         for entry in state.load().get("services", []):
             proc = state.process_from(entry)
-            path = "/health" if proc.name.startswith("gateway") else "/health/ready"
             try:
-                ready = client.get(f"{proc.url}{path}").json()
+                ready = client.get(f"{proc.url}{_ready_path(proc)}").json()
             except httpx.HTTPError as exc:
                 ready = {"status": f"unreachable ({type(exc).__name__})"}
             rows.append({"name": proc.name, "pid": proc.pid, "url": proc.url, "alive": proc.alive(), **ready})

@@ -57,6 +57,11 @@ def issue_token(officer: Officer, secret: str, *, ttl: dt.timedelta = dt.timedel
 
 
 def verify_token(token: str, secret: str, *, now: dt.datetime | None = None) -> Officer:
+    return verify_token_expiry(token, secret, now=now)[0]
+
+
+def verify_token_expiry(token: str, secret: str, *, now: dt.datetime | None = None) -> tuple[Officer, float]:
+    """``verify_token``, and the token's ``exp`` (POSIX seconds): how long the verdict holds."""
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER,
                             options={"require": ["exp", "iat", "sub", "iss"], "verify_exp": False,
@@ -70,7 +75,9 @@ def verify_token(token: str, secret: str, *, now: dt.datetime | None = None) -> 
             raise AuthError("token expired")
         if not isinstance(scope, list):
             raise AuthError("invalid token: scope must be a list of region codes")
-        return Officer.model_validate({"officer_id": claims["sub"], "role": claims.get("role"), "scope": tuple(scope)})
+        officer = Officer.model_validate({"officer_id": claims["sub"], "role": claims.get("role"),
+                                          "scope": tuple(scope)})
+        return officer, float(exp)
     except jwt.ExpiredSignatureError:
         raise AuthError("token expired") from None
     except jwt.InvalidTokenError as exc:
@@ -87,8 +94,16 @@ def _secret(request: Request) -> str:
     return str(secret.get_secret_value())
 
 
+#: ASGI scope key under which the rate limit middleware (``http``) leaves the officer of the request's
+#: bearer token, verified with the same secret and not expired, so that the token is verified once.
+VERIFIED_OFFICER = "puskesos.verified_officer"
+
+
 async def current_officer(request: Request) -> Officer:
     """FastAPI dependency: the officer of the ``Authorization: Bearer`` token, or 401."""
+    verified = request.scope.get(VERIFIED_OFFICER)
+    if isinstance(verified, Officer):
+        return verified
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import AuthError, verify_token
+from .auth import VERIFIED_OFFICER, AuthError, Officer, verify_token_expiry
 from .commands import CommandError
 
 log = structlog.get_logger("puskesos.http")
@@ -263,30 +263,30 @@ def masked_ip(address: IPAddress | None) -> str:
 
 
 class _VerifiedTokens:
-    """Officer ids of tokens verified recently, so the limiter verifies a client's token about once a
-    minute rather than on every request (the ``CurrentOfficer`` dependency still verifies each one).
-    A token expiring within ``ttl`` stays keyed on its officer until then; the dependency refuses it."""
+    """Officers of tokens verified recently, so a client's token is verified about once a minute rather
+    than on every request. A hit holds until ``ttl`` has passed or the token has expired (its ``exp``,
+    against the wall clock as ``verify_token`` checks it), whichever comes first."""
 
     def __init__(self, secret: str, clock: Clock, *, size: int = 10_000, ttl: float = 60.0) -> None:
         self.secret, self.clock, self.size, self.ttl = secret, clock, size, ttl
-        self._cache: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Officer, float, float]] = OrderedDict()
 
-    def officer_id(self, token: str) -> str | None:
+    def officer(self, token: str) -> Officer | None:
         now = self.clock()
         hit = self._cache.get(token)
-        if hit is not None and hit[1] > now:
+        if hit is not None and hit[1] > now and hit[2] > time.time():
             self._cache.move_to_end(token)
             return hit[0]
         try:
-            officer_id = verify_token(token, self.secret).officer_id
+            officer, expires = verify_token_expiry(token, self.secret)
         except AuthError:
             self._cache.pop(token, None)
             return None
-        self._cache[token] = (officer_id, now + self.ttl)
+        self._cache[token] = (officer, now + self.ttl, expires)
         self._cache.move_to_end(token)
         if len(self._cache) > self.size:
             self._cache.popitem(last=False)
-        return officer_id
+        return officer
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -310,13 +310,15 @@ class RateLimiter:
         self._tokens = _VerifiedTokens(auth_secret, clock) if auth_secret else None
 
     def check(self, scope: Scope) -> tuple[Verdict, str, dict[str, str]]:
-        """(verdict, kind, what to log about the key)."""
+        """(verdict, kind, what to log about the key). Leaves the officer of a verified token in the
+        scope (``auth.VERIFIED_OFFICER``) for the ``CurrentOfficer`` dependency."""
         token = _bearer(scope)
-        officer_id = self._tokens.officer_id(token) if token and self._tokens else None
-        if officer_id is not None:
+        officer = self._tokens.officer(token) if token and self._tokens else None
+        if officer is not None:
+            scope[VERIFIED_OFFICER] = officer
             if self.officers is None:
                 return Verdict(True), "officer", {}
-            return self.officers.take(officer_id), "officer", {"officer_id": officer_id}
+            return self.officers.take(officer.officer_id), "officer", {"officer_id": officer.officer_id}
         address = client_address(scope, self.limits.trusted_proxies)
         if self.clients is None:
             return Verdict(True), "ip", {}

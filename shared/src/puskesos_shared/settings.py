@@ -11,7 +11,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .http import IPNetwork, RateLimits, parse_networks
+from .http import RateLimits, parse_networks
 from .topology import Topology
 
 STACK_ENV_FILE = ".local/stack/stack.env"
@@ -56,14 +56,11 @@ class ServiceSettings(BaseSettings):
         parse_networks(value.split(","))  # ValueError names the bad entry
         return value
 
-    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
-        return parse_networks(self.trusted_proxies.split(","))
-
     def rate_limits(self) -> RateLimits:
         return RateLimits(per_minute=self.rate_limit_per_minute, burst=self.rate_limit_burst,
                           anonymous_per_minute=self.rate_limit_anonymous_per_minute,
                           anonymous_burst=self.rate_limit_anonymous_burst,
-                          trusted_proxies=self.trusted_proxy_networks())
+                          trusted_proxies=parse_networks(self.trusted_proxies.split(",")))
 
     @property
     def database_name(self) -> str:

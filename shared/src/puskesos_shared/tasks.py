@@ -10,7 +10,7 @@ the tasks end, and gives up (logging which) after a grace period rather than han
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Collection
 from contextlib import suppress
 
 import structlog
@@ -25,7 +25,7 @@ def honour_cancellation() -> None:
         raise asyncio.CancelledError
 
 
-async def stop_tasks(tasks: Iterable[asyncio.Task[None]], *, grace: float = 15.0, every: float = 0.5) -> None:
+async def stop_tasks(tasks: Collection[asyncio.Task[None]], *, grace: float = 15.0, every: float = 0.5) -> None:
     """Cancels the tasks and waits for them, cancelling again every ``every`` seconds, at most ``grace``."""
     pending = {task for task in tasks if not task.done()}
     loop = asyncio.get_running_loop()

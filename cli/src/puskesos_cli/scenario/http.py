@@ -68,9 +68,8 @@ class Api:
         url = f"{self.base_url}{path}"
         retry_on = frozenset(retry_conflicts)
         delay = 0.1
-        attempt, throttled = 0, 0
+        attempt, throttled = 1, 0
         while True:
-            attempt += 1
             last = attempt >= self.attempts
             try:
                 response = await self.client.request(method, url, headers=headers, json=json, params=params)
@@ -81,8 +80,8 @@ class Api:
                 if response.status_code in ok:
                     return response.json() if response.content else None
                 if response.status_code == 429 and throttled < MAX_THROTTLED_WAITS:
-                    # over the rate limit, not a failure: wait as told; not counted as a retry
-                    attempt, throttled = attempt - 1, throttled + 1
+                    # over the rate limit, not a failure: wait as told; not counted as an attempt
+                    throttled += 1
                     await asyncio.sleep(_retry_after(response))
                     continue
                 transient = response.status_code >= 500 or (response.status_code == 409 and
@@ -91,6 +90,7 @@ class Api:
                     raise ApiError(method, url, response.status_code, response.text)
             await asyncio.sleep(delay)
             delay = min(delay * 1.6, 2.0)
+            attempt += 1
 
     async def get(self, path: str, *, headers: dict[str, str], params: dict[str, Any] | None = None,
                   ok: Sequence[int] = (200,)) -> Any:
