@@ -15,15 +15,12 @@ from __future__ import annotations
 import asyncio
 import io
 import secrets
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import httpx
 import nats
 import pytest
 import pytest_asyncio
@@ -46,36 +43,16 @@ OPTIONS = ScenarioOptions(size=114, regency="35.73", seed=7, complaint_share=0.2
 @dataclass
 class Stack:
     env: ScenarioEnv
+    gateway: ServiceProcess
     processes: list[ServiceProcess] = field(default_factory=list)
-    gateway: subprocess.Popen[bytes] | None = None
 
     def stop(self) -> None:
         for process in self.processes:
             process.stop()
-        if self.gateway is not None and self.gateway.poll() is None:
-            self.gateway.terminate()
-            try:
-                self.gateway.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.gateway.kill()
-                self.gateway.wait(timeout=10)
+        self.gateway.stop(timeout=10)
 
     def logs(self, chars: int = 3000) -> str:
         return "\n".join(f"--- {p.name} ({p.log_path})\n{p.log_tail(chars)}" for p in self.processes)
-
-
-def _wait_gateway(url: str, popen: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    with httpx.Client(timeout=2) as client:
-        while True:
-            if popen.poll() is not None:
-                raise AssertionError(f"the simulated bank exited: {log.read_text(errors='replace')[-2000:]}")
-            with suppress(httpx.HTTPError):
-                if client.get(f"{url}/health").status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise AssertionError("the simulated bank did not answer within 60 s")
-            time.sleep(0.1)
 
 
 def _start(nats_url: str, mongo_url: str, namespace: str, db_prefix: str, work: Path) -> Stack:
@@ -83,17 +60,14 @@ def _start(nats_url: str, mongo_url: str, namespace: str, db_prefix: str, work: 
     ledger, notifications, clock = work / "bank-ledger.jsonl", work / "notifications.jsonl", work / "clock-offset"
     clock.write_text("0\n")
     port = free_port()
-    log = work / "logs" / "gateway.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        popen = subprocess.Popen(gateway_argv(port, ledger, seed=OPTIONS.seed), stdout=out, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
-    gateway_url = f"http://127.0.0.1:{port}"
+    gateway = ServiceProcess(argv=gateway_argv(port, ledger, seed=OPTIONS.seed), port=port,
+                             log_path=work / "logs" / "gateway.log", name="gateway").start()
+    gateway_url = gateway.base_url
     stack = Stack(env=ScenarioEnv(
         endpoints=Endpoints(intake="", referral="", distribution="", notification="", audit="", gateway=gateway_url),
         nats_url=nats_url, namespace=namespace, auth_secret=secret, mongo_url=mongo_url,
         audit_database=f"{db_prefix}_audit", gateway_ledger=ledger, notifications_file=notifications,
-        clock_file=clock, work_dir=work / "scratch"), gateway=popen)
+        clock_file=clock, work_dir=work / "scratch"), gateway=gateway)
     base = {"PUSKESOS_NATS_URL": nats_url, "PUSKESOS_MONGO_URL": mongo_url, "PUSKESOS_NAMESPACE": namespace,
             "PUSKESOS_AUTH_SECRET": secret}
     urls: dict[str, str] = {}
@@ -115,8 +89,7 @@ async def stack(nats_url: str, mongo_url: str, namespace: str, db_prefix: str, j
     """Every process on the fixtures' servers, in the test's namespace and databases; removed afterwards."""
     stack = _start(nats_url, mongo_url, namespace, db_prefix, tmp_path)
     try:
-        await asyncio.to_thread(_wait_gateway, stack.env.endpoints.gateway, stack.gateway,  # type: ignore[arg-type]
-                                tmp_path / "logs" / "gateway.log")
+        await asyncio.to_thread(stack.gateway.wait_ready, 60, path="/health")
         await asyncio.gather(*(asyncio.to_thread(p.wait_ready, READY_TIMEOUT) for p in stack.processes))
         yield stack
     finally:

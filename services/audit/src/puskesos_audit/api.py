@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
@@ -48,14 +46,9 @@ def _auditor(officer: Officer) -> None:
     require_role(officer, OfficerRole.AUDITOR)
 
 
-@asynccontextmanager
-async def _reader(runtime: ServiceRuntime) -> AsyncIterator[LogReader]:
-    reader, client = await asyncio.to_thread(LogReader.connect, runtime.settings.mongo_url,
-                                             runtime.settings.database_name)
-    try:
-        yield reader
-    finally:
-        await asyncio.to_thread(client.close)
+def _reader(runtime: ServiceRuntime) -> LogReader:
+    reader: LogReader = runtime.state["reader"]
+    return reader
 
 
 @router.get("/status", summary="The appender's state and the log's head")
@@ -76,9 +69,8 @@ async def verify(request: Request, officer: CurrentOfficer, from_seq: SeqQuery =
                  to_seq: SeqQuery = None) -> dict[str, Any]:
     _auditor(officer)
     runtime = _runtime(request)
-    async with _reader(runtime) as reader:
-        report = await asyncio.to_thread(queries.verify, reader, runtime.state["checkpoint_key"],
-                                         from_seq=from_seq, to_seq=to_seq)
+    report = await asyncio.to_thread(queries.verify, _reader(runtime), runtime.state["checkpoint_key"],
+                                     from_seq=from_seq, to_seq=to_seq)
     return report.model_dump(mode="json")
 
 
@@ -123,10 +115,9 @@ async def decisions(request: Request, officer: CurrentOfficer, from_seq: SeqQuer
     _auditor(officer)
     runtime = _runtime(request)
     settings: AuditSettings = runtime.state["settings"]
-    async with _reader(runtime) as reader:
-        report = await queries.decisions(reader, directories=settings.rules_dirs(),
-                                         nc=runtime.broker.config.connection_state.connection,
-                                         topology=runtime.topology, from_seq=from_seq, to_seq=to_seq)
+    report = await queries.decisions(_reader(runtime), directories=settings.rules_dirs(),
+                                     nc=runtime.broker.config.connection_state.connection,
+                                     topology=runtime.topology, from_seq=from_seq, to_seq=to_seq)
     return report.model_dump(mode="json")
 
 
@@ -136,10 +127,9 @@ async def round_history(request: Request, officer: CurrentOfficer, round_id: uui
     runtime = _runtime(request)
     settings: AuditSettings = runtime.state["settings"]
     token = request.headers.get("authorization", "").partition(" ")[2] or None
-    async with _reader(runtime) as reader:
-        return await queries.round_history(reader, str(round_id), js=runtime.broker.config.connection_state.stream,
-                                           topology=runtime.topology, live_url=settings.audit_distribution_url,
-                                           token=token)
+    return await queries.round_history(_reader(runtime), str(round_id),
+                                       js=runtime.broker.config.connection_state.stream, topology=runtime.topology,
+                                       live_url=settings.audit_distribution_url, token=token)
 
 
 @router.get("/villages/{village_code}/history", summary="A village's case counts rebuilt from the log, compared")
@@ -148,16 +138,14 @@ async def village_history(request: Request, officer: CurrentOfficer, village_cod
     if not officer.covers(village_code):
         raise HTTPException(403, f"village {village_code} is outside this officer's scope")
     runtime = _runtime(request)
-    async with _reader(runtime) as reader:
-        return await queries.village_history(reader, village_code, js=runtime.broker.config.connection_state.stream,
-                                             topology=runtime.topology)
+    return await queries.village_history(_reader(runtime), village_code,
+                                         js=runtime.broker.config.connection_state.stream, topology=runtime.topology)
 
 
 @router.get("/checkpoints", summary="Signed checkpoints of the chain head, to keep outside")
 async def checkpoints(request: Request, officer: CurrentOfficer) -> list[dict[str, Any]]:
     _auditor(officer)
-    async with _reader(_runtime(request)) as reader:
-        return await asyncio.to_thread(queries.checkpoints, reader)
+    return await asyncio.to_thread(queries.checkpoints, _reader(_runtime(request)))
 
 
 class ReplayRequest(BaseModel):

@@ -49,18 +49,15 @@ async def start_replay(runtime: ServiceRuntime, *, request_id: str, from_seq: in
                        from_ts_ns: int | None) -> dict[str, Any]:
     """Starts publishing in the background; returns where the events will arrive."""
     nc = runtime.broker.config.connection_state.connection
-    settings = runtime.settings
+    reader: LogReader = runtime.state["reader"]  # the service's shared client (see app.py)
 
     async def run() -> None:
-        reader, client = LogReader.connect(settings.mongo_url, settings.database_name)
         try:
             result = await publish_replay(nc, reader, namespace=runtime.topology.namespace, request_id=request_id,
                                           from_seq=from_seq, to_seq=to_seq, from_ts_ns=from_ts_ns)
             log.info("audit_replay_done", request_id=request_id, published=result.published)
         except Exception as exc:
             log.error("audit_replay_failed", request_id=request_id, error=f"{type(exc).__name__}: {exc}")
-        finally:
-            client.close()
 
     tasks: set[asyncio.Task[None]] = runtime.state.setdefault("replays", set())
     task = asyncio.create_task(run())

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -34,6 +34,7 @@ ROUND_TYPES = frozenset({"AidRoundOpened", "AidAllocated", "AidAllocationRejecte
                          "DisbursementFailed", "AidRoundClosed"})
 CASE_TYPES = frozenset({"ComplaintFiled", "CaseOpened", "CaseAssessed", "CaseEscalated", "CaseClosed",
                         "ReferralIssued", "ReferralResolved"})
+P = TypeVar("P", RoundTotalsProjection, VillageCasesProjection)
 
 
 def verify(reader: LogReader, key: bytes | None, *, from_seq: int | None = None, to_seq: int | None = None,
@@ -87,6 +88,14 @@ async def decisions(reader: LogReader, *, directories: Iterable[Path], nc: NatsC
 
 
 # -- history replay -------------------------------------------------------------------------------
+async def _fed_from_stream(reader: LogReader, js: JetStreamContext, topology: Topology, projection: P) -> P:
+    """``projection`` fed with the events read straight from the stream, up to the log's head."""
+    head = int((await asyncio.to_thread(reader.head)).get("seq", 0))
+    async for _, event in stream_events(js, topology, until_seq=head):
+        projection.feed(event)
+    return projection
+
+
 async def round_history(reader: LogReader, round_id: str, *, js: JetStreamContext | None = None,
                         topology: Topology | None = None, live_url: str | None = None,
                         token: str | None = None) -> dict[str, Any]:
@@ -99,10 +108,7 @@ async def round_history(reader: LogReader, round_id: str, *, js: JetStreamContex
     if projection.reported_totals is not None:
         out["comparisons"]["reported_at_close"] = compare(totals, projection.reported_totals)
     if js is not None and topology is not None:
-        head = int(reader.head().get("seq", 0))
-        stream = RoundTotalsProjection(round_id=round_id)
-        async for _, event in stream_events(js, topology, until_seq=head):
-            stream.feed(event)
+        stream = await _fed_from_stream(reader, js, topology, RoundTotalsProjection(round_id=round_id))
         out["comparisons"]["stream"] = compare(totals, stream.totals())
     if live_url and token:
         live = await live_round(live_url, round_id, token)
@@ -119,10 +125,7 @@ async def village_history(reader: LogReader, village_code: str, *, js: JetStream
     counts = projection.counts()
     out: dict[str, Any] = {"village_code": village_code, "log": counts, "comparisons": {}}
     if js is not None and topology is not None:
-        head = int(reader.head().get("seq", 0))
-        from_stream = VillageCasesProjection(village_code=village_code)
-        async for _, event in stream_events(js, topology, until_seq=head):
-            from_stream.feed(event)
+        from_stream = await _fed_from_stream(reader, js, topology, VillageCasesProjection(village_code=village_code))
         out["comparisons"]["stream"] = compare(counts, from_stream.counts())
     out["ok"] = all(not diffs for diffs in out["comparisons"].values())
     return out
