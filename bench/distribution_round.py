@@ -19,13 +19,11 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ from puskesos_distribution.workqueue import work_stream
 from puskesos_shared.auth import Officer, issue_token
 from puskesos_shared.commands import send_command
 from puskesos_shared.contracts.primitives import OfficerRole
+from puskesos_shared.testing.processes import ServiceProcess, free_port
 from puskesos_shared.testing.servers import resolve_mongo, resolve_nats
 from puskesos_shared.topology import Topology
 from pymongo import AsyncMongoClient
@@ -48,14 +47,6 @@ SECRET = "bench-distribution-secret-0123456789abcdef"
 AMOUNT = 300_000
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Stack:
     """Servers, the gateway simulator and distribution replicas for one benchmark run."""
 
@@ -63,47 +54,32 @@ class Stack:
         self.workdir = workdir
         self.nats = resolve_nats(workdir)
         self.mongo = resolve_mongo(workdir)
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, argv: list[str], log: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("PUSKESOS_")}
-        with (self.workdir / log).open("ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**base, **(env or {})},
-                                    cwd=self.workdir, start_new_session=True)
-        self.procs.append(proc)
-        return proc
+        self.procs: list[ServiceProcess] = []
 
     def gateway(self, *args: str) -> int:
         port = free_port()
-        self.spawn([sys.executable, "-m", "puskesos_distribution.gateway_sim", "--port", str(port),
-                    "--ledger", str(self.workdir / f"ledger-{port}.jsonl"), *args], f"gateway-{port}.log")
-        wait_http(f"http://127.0.0.1:{port}/health")
+        proc = ServiceProcess(argv=[sys.executable, "-m", "puskesos_distribution.gateway_sim", "--port", str(port),
+                                    "--ledger", str(self.workdir / f"ledger-{port}.jsonl"), *args],
+                              log_path=self.workdir / f"gateway-{port}.log", port=port)
+        self.procs.append(proc.start())
+        proc.wait_ready(path="/health")
         return port
 
-    def replicas(self, count: int, namespace: str, gateway_port: int, **env: str) -> list[int]:
-        ports = []
-        for i in range(count):
-            port = free_port()
-            self.spawn([sys.executable, "-m", "puskesos_distribution"], f"{namespace}-replica-{i}.log", {
-                "PUSKESOS_NATS_URL": self.nats.url, "PUSKESOS_MONGO_URL": self.mongo.url,
-                "PUSKESOS_NAMESPACE": namespace, "PUSKESOS_MONGO_DB": f"{namespace}_distribution",
-                "PUSKESOS_AUTH_SECRET": SECRET, "PUSKESOS_HTTP_PORT": str(port), "PUSKESOS_LOG_JSON": "true",
-                "PUSKESOS_LOG_LEVEL": "warning", "PUSKESOS_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}",
-                **env})
-            ports.append(port)
-        for port in ports:
-            wait_http(f"http://127.0.0.1:{port}/health/ready", timeout=120)
-        return ports
+    def replicas(self, count: int, namespace: str, gateway_port: int, **env: str) -> list[ServiceProcess]:
+        env = {"PUSKESOS_NATS_URL": self.nats.url, "PUSKESOS_MONGO_URL": self.mongo.url,
+               "PUSKESOS_NAMESPACE": namespace, "PUSKESOS_MONGO_DB": f"{namespace}_distribution",
+               "PUSKESOS_AUTH_SECRET": SECRET, "PUSKESOS_LOG_LEVEL": "warning",
+               "PUSKESOS_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}", **env}
+        procs = [ServiceProcess("puskesos_distribution", log_path=self.workdir / f"{namespace}-replica-{i}.log",
+                                env=env).start() for i in range(count)]
+        self.procs.extend(procs)
+        for proc in procs:
+            proc.wait_ready(timeout=120)
+        return procs
 
-    def stop(self, procs: list[subprocess.Popen[bytes]] | None = None) -> None:
+    def stop(self, procs: list[ServiceProcess] | None = None) -> None:
         for proc in procs if procs is not None else self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs if procs is not None else self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.stop(timeout=30)
 
     def close(self) -> None:
         self.stop()
@@ -111,24 +87,15 @@ class Stack:
         self.mongo.close()
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int | None) -> float:
     """User + system CPU seconds of a live process (Linux ``/proc``; 0 elsewhere)."""
+    if pid is None:
+        return 0.0
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} not ready after {timeout}s")
-        time.sleep(0.2)
 
 
 def operator_token() -> str:
@@ -182,11 +149,9 @@ async def run_round(stack: Stack, families: int, replicas: int, console: Console
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     topology = Topology(namespace=namespace)
     gateway_port = stack.gateway()
-    before = list(stack.procs)
     tuned = {"PUSKESOS_GATEWAY_BATCH_SIZE": "100", "PUSKESOS_DISBURSE_IN_FLIGHT": "400",
              "PUSKESOS_ALLOCATE_IN_FLIGHT": "256", **(settings or {})}
-    replica_ports = stack.replicas(replicas, namespace, gateway_port, **tuned)
-    replica_procs = [p for p in stack.procs if p not in before]
+    replica_procs = stack.replicas(replicas, namespace, gateway_port, **tuned)
     csv_file = write_csv(stack.workdir / f"recipients-{families}.csv", families, seed=2022)
     nc = await nats.connect(stack.nats.url, max_reconnect_attempts=5)
     js = nc.jetstream()
@@ -215,8 +180,8 @@ async def run_round(stack: Stack, families: int, replicas: int, console: Console
             ledger = (await http.get(f"http://127.0.0.1:{gateway_port}/v1/stats")).json()
         inserts = 0.0
         async with httpx.AsyncClient(timeout=30) as http:
-            for port in replica_ports:
-                text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            for proc in replica_procs:
+                text = (await http.get(f"{proc.base_url}/metrics")).text
                 inserts += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                                if line.startswith('puskesos_distribution_db_commands_total{collection=')
                                and 'command="insert"' in line)

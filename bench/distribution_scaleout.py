@@ -53,10 +53,8 @@ async def one_run(stack: Stack, gateway_port: int, replicas: int, families: int,
                   console: Console) -> dict[str, Any]:
     namespace = f"scale{uuid.uuid4().hex[:8]}"
     topology = Topology(namespace=namespace)
-    before = list(stack.procs)
-    stack.replicas(replicas, namespace, gateway_port, PUSKESOS_GATEWAY_BATCH_SIZE="1",
-                   PUSKESOS_DISBURSE_IN_FLIGHT=str(in_flight), PUSKESOS_ALLOCATE_IN_FLIGHT="64")
-    procs = [p for p in stack.procs if p not in before]
+    procs = stack.replicas(replicas, namespace, gateway_port, PUSKESOS_GATEWAY_BATCH_SIZE="1",
+                           PUSKESOS_DISBURSE_IN_FLIGHT=str(in_flight), PUSKESOS_ALLOCATE_IN_FLIGHT="64")
     csv_file = write_csv(stack.workdir / f"scale-{families}.csv", families, seed=7)
     nc = await nats.connect(stack.nats.url)
     call = command_caller(nc, topology)

@@ -54,11 +54,10 @@ class Allocator:
         retried = delivery.attempt > 1
         if retried and await self._replay(item):
             return
-        found, (household, assessment) = await asyncio.gather(self.ctx.round_view(c.round_id),
-                                                              self.ctx.projection.latest(c.kk_number))
-        if found is None:
+        round_, (household, assessment) = await asyncio.gather(self.ctx.round_view(c.round_id),
+                                                               self.ctx.projection.latest(c.kk_number))
+        if round_ is None:
             raise InvalidMessage(f"round {c.round_id} does not exist")
-        round_ = found[0]
         village = village_of(item, household)
         rejection = check_candidate(item, round_, household, assessment)
         if rejection is not None:
@@ -123,14 +122,14 @@ class Allocator:
         if doc["outcome"] != "allocated":
             rejection = Rejection(RejectionReason(doc["reason"]), doc["detail"])
             event = rejected_event(item, doc["village_code"], rejection, decided_at)
-            await self.ctx.events.publish(self.ctx.events.entry(event))
+            await self.ctx.events.publish(event)
             return
         allocated = allocated_event(item, doc["village_code"], int(doc["amount"]), decided_at)
         work = disburse_item(Disbursement(allocation_id=allocated.data.allocation_id, round_id=c.round_id,
                                           kk_number=c.kk_number, amount=int(doc["amount"]), payout=c.payout,
                                           allocated_event_id=allocated.event_id),
                              actor=item.actor, village_code=doc["village_code"], now=decided_at)
-        await asyncio.gather(self.ctx.events.publish(self.ctx.events.entry(allocated)), self.ctx.work.publish(work))
+        await asyncio.gather(self.ctx.events.publish(allocated), self.ctx.work.publish(work))
 
     async def _replay(self, item: AllocateCandidate) -> bool:
         """Republishes what an earlier run decided for this candidate, if it decided anything."""

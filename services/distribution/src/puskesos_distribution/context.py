@@ -15,6 +15,8 @@ import structlog
 from nats.js import JetStreamContext
 from puskesos_shared.contracts.distribution import AidRoundOpenedData
 from puskesos_shared.contracts.envelope import Event, utc_now
+from puskesos_shared.contracts.registry import subject_for
+from puskesos_shared.messaging import encode_event, event_headers
 from puskesos_shared.metrics import EVENTS_PUBLISHED
 from puskesos_shared.outbox import outbox_entries
 from puskesos_shared.topology import Topology
@@ -31,10 +33,10 @@ log = structlog.get_logger("puskesos.distribution")
 
 
 class EventSink:
-    """Publishes events as stored entries (subject, body, headers with ``Nats-Msg-Id``).
+    """Publishes events to the events stream with ``Nats-Msg-Id`` = the event id.
 
-    A decision document keeps the entry of the event it produced, so a retried work item
-    republishes exactly the same bytes; the broker's duplicate window keeps one copy.
+    A decision's event is rebuilt from its document, so a retried work item republishes exactly
+    the same bytes; the broker's duplicate window keeps one copy.
     """
 
     def __init__(self, js: JetStreamContext, topology: Topology, *, timeout: float = 10.0) -> None:
@@ -44,11 +46,12 @@ class EventSink:
     def entry(self, event: Event) -> dict[str, Any]:
         return outbox_entries([event], self._topology)[0]
 
-    async def publish(self, entry: dict[str, Any]) -> None:
+    async def publish(self, event: Event) -> None:
         async with self._gate:
-            await self._js.publish(entry["subject"], entry["body"].encode(), headers=dict(entry["headers"]),
-                                   stream=self._topology.events_stream, timeout=self._timeout)
-        EVENTS_PUBLISHED.labels(event_type=entry.get("event_type", "?")).inc()
+            await self._js.publish(subject_for(event, self._topology), encode_event(event),
+                                   headers=event_headers(event), stream=self._topology.events_stream,
+                                   timeout=self._timeout)
+        EVENTS_PUBLISHED.labels(event_type=event.event_type).inc()
 
 
 class Progress:
@@ -105,17 +108,15 @@ class Context:
     reservations: Reservations
     gateway: PaymentGateway | None = None
     clock: Callable[[], dt.datetime] = utc_now
-    extras: dict[str, Any] = field(default_factory=dict)
+    _round_views: dict[tuple[uuid.UUID, str], RoundView] = field(default_factory=dict, init=False, repr=False)
 
-    async def round_view(self, round_id: uuid.UUID) -> tuple[RoundView, AidRoundOpenedData] | None:
+    async def round_view(self, round_id: uuid.UUID) -> RoundView | None:
         """The round's configuration (parsed once; it never changes) and its current status (read fresh)."""
         doc = await self.store.get(ROUNDS, str(round_id))
         if doc is None:
             return None
-        views: dict[tuple[uuid.UUID, str], tuple[RoundView, AidRoundOpenedData]] = self.extras.setdefault(
-            "round_views", {})
         key = (round_id, doc["status"])
-        if key not in views:
+        if key not in self._round_views:
             config = AidRoundOpenedData.model_validate(doc["config"])
-            views[key] = RoundView.of(config, RoundStatus(doc["status"])), config
-        return views[key]
+            self._round_views[key] = RoundView.of(config, RoundStatus(doc["status"]))
+        return self._round_views[key]

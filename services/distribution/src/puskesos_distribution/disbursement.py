@@ -69,7 +69,7 @@ class Disburser:
             return
         failed = failed_event(item, gateway=name, reason=reason, attempts=delivery.attempt, final=False,
                               now=self.ctx.clock())
-        await self.ctx.events.publish(self.ctx.events.entry(failed))
+        await self.ctx.events.publish(failed)
         self.ctx.progress.add(d.round_id, "failed_attempts")
         raise GatewayRefusedForNow(f"gateway {name}: {reason} (attempt {delivery.attempt})")
 
@@ -97,4 +97,4 @@ class Disburser:
         else:
             event = failed_event(item, gateway=doc["gateway"], reason=doc["reason"], attempts=int(doc["attempts"]),
                                  final=True, now=at)
-        await self.ctx.events.publish(self.ctx.events.entry(event))
+        await self.ctx.events.publish(event)

@@ -34,12 +34,12 @@ class Imports:
         self.ctx = ctx
 
     async def _open_round(self, req: RoundRef) -> RoundView:
-        found = await self.ctx.round_view(req.round_id)
-        if found is None:
+        round_ = await self.ctx.round_view(req.round_id)
+        if round_ is None:
             raise CommandError("unknown_round", f"no round {req.round}", status=404)
-        if found[0].status is not RoundStatus.OPEN:
-            raise CommandError("round_not_open", f"round {req.round} is {found[0].status.value}", status=409)
-        return found[0]
+        if round_.status is not RoundStatus.OPEN:
+            raise CommandError("round_not_open", f"round {req.round} is {round_.status.value}", status=409)
+        return round_
 
     async def import_chunk(self, req: ImportChunk, officer: Officer) -> dict[str, Any]:
         round_ = await self._open_round(req)

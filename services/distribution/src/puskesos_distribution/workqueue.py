@@ -16,16 +16,15 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
-from typing import Any, cast
+from typing import cast
 
 import nats.errors
 import structlog
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
-from puskesos_shared.messaging import ConsumerPolicy, DeadLetters, process_delivery
+from puskesos_shared.messaging import ConsumerPolicy, DeadLetters, encode_event, event_headers, process_delivery
 from puskesos_shared.messaging.consumer import Delivery, EventHandler, Outcome
-from puskesos_shared.messaging.headers import CORRELATION_ID, EVENT_TYPE, MSG_ID
 from puskesos_shared.messaging.streams import ensure_stream
 from puskesos_shared.tasks import honour_cancellation
 from puskesos_shared.topology import DUPLICATE_WINDOW_SECONDS, Topology
@@ -81,20 +80,10 @@ class WorkPublisher:
         self._js, self.topology, self._timeout = js, topology, timeout
         self._gate = asyncio.Semaphore(max_in_flight)
 
-    def entry(self, item: WorkItem) -> dict[str, Any]:
-        """The item as stored with the decision that produced it (subject, body, headers)."""
-        return {
-            "subject": work_subject(self.topology, type(item).KIND, uuid.UUID(item.correlation_id)),
-            "body": item.model_dump_json(),
-            "headers": {MSG_ID: str(item.event_id), EVENT_TYPE: item.event_type, CORRELATION_ID: item.correlation_id},
-        }
-
     async def publish(self, item: WorkItem) -> None:
-        await self.publish_entry(self.entry(item))
-
-    async def publish_entry(self, entry: dict[str, Any]) -> None:
+        subject = work_subject(self.topology, type(item).KIND, uuid.UUID(item.correlation_id))
         async with self._gate:
-            await self._js.publish(entry["subject"], entry["body"].encode(), headers=dict(entry["headers"]),
+            await self._js.publish(subject, encode_event(item), headers=event_headers(item),
                                    stream=work_stream(self.topology), timeout=self._timeout)
 
     async def publish_all(self, items: Sequence[WorkItem]) -> None:
