@@ -22,8 +22,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -35,8 +33,8 @@ from typing import Any
 import httpx
 from puskesos_shared.auth import Officer, issue_token
 from puskesos_shared.contracts.primitives import OfficerRole
-from puskesos_shared.localstack import free_port
 from puskesos_shared.regions import villages_of
+from puskesos_shared.testing.processes import ServiceProcess
 from puskesos_shared.testing.servers import resolve_mongo, resolve_nats
 from pymongo import AsyncMongoClient
 
@@ -74,38 +72,16 @@ def start_servers(stack: ExitStack, workdir: Path) -> tuple[str, str]:
 
 
 def start_intake(stack: ExitStack, workdir: Path, nats_url: str, mongo_url: str) -> str:
-    port = free_port()
     namespace = f"bench{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSKESOS_")}
-    env.update(PUSKESOS_NATS_URL=nats_url, PUSKESOS_MONGO_URL=mongo_url, PUSKESOS_NAMESPACE=namespace,
-               PUSKESOS_MONGO_DB=f"{namespace}_intake", PUSKESOS_AUTH_SECRET=SECRET, PUSKESOS_HTTP_PORT=str(port),
-               PUSKESOS_LOG_JSON="true", PUSKESOS_LOG_LEVEL="warning",
-               # one officer token sends every request: the per-officer HTTP rate limit would answer 429
-               PUSKESOS_RATE_LIMIT_PER_MINUTE="0")
-    log = (workdir / "intake.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "puskesos_intake"], stdout=log, stderr=subprocess.STDOUT,
-                            env=env, cwd=workdir, start_new_session=True)
-
-    def stop() -> None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-    stack.callback(stop)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                return base
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"intake exited: see {workdir / 'intake.log'}")
-        time.sleep(0.2)
-    raise SystemExit("intake did not become ready")
+    process = ServiceProcess("puskesos_intake", log_path=workdir / "intake.log", env={
+        "PUSKESOS_NATS_URL": nats_url, "PUSKESOS_MONGO_URL": mongo_url, "PUSKESOS_NAMESPACE": namespace,
+        "PUSKESOS_MONGO_DB": f"{namespace}_intake", "PUSKESOS_AUTH_SECRET": SECRET, "PUSKESOS_LOG_LEVEL": "warning",
+        # one officer token sends every request: the per-officer HTTP rate limit would answer 429
+        "PUSKESOS_RATE_LIMIT_PER_MINUTE": "0",
+    }).start()
+    stack.callback(process.stop, 30)
+    process.wait_ready(90)
+    return process.base_url
 
 
 Request = Callable[[httpx.AsyncClient, int], Awaitable[tuple[str, httpx.Response]]]

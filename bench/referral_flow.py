@@ -20,20 +20,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import nats
 from nats.aio.client import Client as NatsClient
-from prometheus_client.parser import text_string_to_metric_families
 from puskesos_referral.catalog import packaged_rule_sets
 from puskesos_referral.domain.assessment import HouseholdInputs, MemberInputs, Observations, assess, build_inputs
 from puskesos_referral.domain.decisions import open_case
@@ -55,10 +50,10 @@ from puskesos_shared.contracts.intake import (
     WaterSource,
 )
 from puskesos_shared.contracts.primitives import OfficerRole, Program, Sex
-from puskesos_shared.localstack import free_port
 from puskesos_shared.messaging import encode_event, ensure_streams, event_headers
 from puskesos_shared.mongo import Mongo
 from puskesos_shared.regions import villages_of
+from puskesos_shared.testing.processes import ServiceProcess
 from puskesos_shared.testing.servers import resolve_mongo, resolve_nats
 from puskesos_shared.topology import Topology
 
@@ -75,40 +70,13 @@ def start_servers(stack: ExitStack, workdir: Path) -> tuple[str, str]:
     return nats_handle.url, mongo_handle.url
 
 
-class Replica:
-    def __init__(self, workdir: Path, nats_url: str, mongo_url: str, namespace: str, name: str, **extra: str) -> None:
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PUSKESOS_")}
-        env.update(PUSKESOS_NATS_URL=nats_url, PUSKESOS_MONGO_URL=mongo_url, PUSKESOS_NAMESPACE=namespace,
-                   PUSKESOS_MONGO_DB=f"{namespace}_referral", PUSKESOS_AUTH_SECRET=SECRET,
-                   PUSKESOS_HTTP_PORT=str(self.port), PUSKESOS_LOG_JSON="true", PUSKESOS_LOG_LEVEL="warning", **extra)
-        self.log = (workdir / f"{name}.log").open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "puskesos_referral"], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=env, cwd=workdir, start_new_session=True)
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, "referral exited; see its log"
-            time.sleep(0.1)
-        raise SystemExit("referral did not become ready")
-
-    def metric(self, name: str) -> float:
-        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
-        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+def replica(workdir: Path, nats_url: str, mongo_url: str, namespace: str, name: str, **extra: str) -> ServiceProcess:
+    """A started ``python -m puskesos_referral`` on the bench's servers (its log is ``{name}.log``)."""
+    return ServiceProcess("puskesos_referral", log_path=workdir / f"{name}.log", env={
+        "PUSKESOS_NATS_URL": nats_url, "PUSKESOS_MONGO_URL": mongo_url, "PUSKESOS_NAMESPACE": namespace,
+        "PUSKESOS_MONGO_DB": f"{namespace}_referral", "PUSKESOS_AUTH_SECRET": SECRET,
+        "PUSKESOS_LOG_LEVEL": "warning", **extra,
+    }).start()
 
 
 def bench_assess(n: int) -> None:
@@ -170,18 +138,18 @@ async def wait_count(js: nats.js.JetStreamContext, topology: Topology, target: i
 async def bench_opening(workdir: Path, nats_url: str, mongo_url: str, n: int) -> None:
     namespace = f"bref{uuid.uuid4().hex[:6]}"
     topology = Topology(namespace=namespace)
-    replica = Replica(workdir, nats_url, mongo_url, namespace, "open", PUSKESOS_ESCALATION_ENABLED="false")
+    process = replica(workdir, nats_url, mongo_url, namespace, "open", PUSKESOS_ESCALATION_ENABLED="false")
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     try:
-        await asyncio.to_thread(replica.wait_ready)
+        await asyncio.to_thread(process.wait_ready, 90)
         events = [complaint(i, villages_of("35.09"), dt.datetime.now(dt.UTC)) for i in range(n)]
         started = time.perf_counter()
         await publish_all(js, topology, events)
         await wait_count(js, topology, 2 * n)
         service = time.perf_counter() - started
     finally:
-        replica.stop()
+        process.stop(30)
     floor = await raw_floor(nc, mongo_url, n)
     await nc.close()
     print(f"opening: {n} complaints -> CaseOpened in {service:.2f} s = {n / service:,.0f} cases/s "
@@ -229,7 +197,7 @@ async def bench_escalation(workdir: Path, nats_url: str, mongo_url: str, n: int,
         await store.append(case, [])
         await store.sync_case(case)
     started = time.perf_counter()
-    processes = [Replica(workdir, nats_url, mongo_url, namespace, f"esc{replicas}-{k}",
+    processes = [replica(workdir, nats_url, mongo_url, namespace, f"esc{replicas}-{k}",
                          PUSKESOS_ESCALATION_INTERVAL_SECONDS="0.1") for k in range(replicas)]
     try:
         first: float | None = None
@@ -246,7 +214,7 @@ async def bench_escalation(workdir: Path, nats_url: str, mongo_url: str, n: int,
         per = [int(p.metric("puskesos_referral_escalations_total")) for p in processes]
     finally:
         for p in processes:
-            p.stop()
+            p.stop(30)
         await mongo.client.drop_database(f"{namespace}_referral")
         await mongo.close()
         await nc.close()

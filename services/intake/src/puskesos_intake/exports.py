@@ -30,7 +30,7 @@ from puskesos_shared.contracts.envelope import Actor
 from puskesos_shared.contracts.primitives import NIK, OfficerRole
 from puskesos_shared.ids import stable_id
 from puskesos_shared.mongo import insert_once
-from puskesos_shared.regions import village_name
+from puskesos_shared.regions import regency_of, village_name
 from puskesos_shared.resident_export import FORMAT, REMOTE_SECTIONS, ExportResident, ExportSection, export_subject
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -62,7 +62,7 @@ def covers(caller: Caller, code: str) -> bool:
     """Whether the caller's scope covers a village (``35.73.01.1001``) or a kecamatan (``35.73.01``)."""
     if code.count(".") == 3:
         return caller.covers(code)
-    return caller.scope is None or code in caller.scope or code.rsplit(".", 1)[0] in caller.scope
+    return caller.scope is None or code in caller.scope or regency_of(code) in caller.scope
 
 
 def unavailable(reason: str, message: str) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from .domain.complaints import (
     village_year,
 )
 from .domain.progress import ComplaintStatus, Progress
+from .registry import unknown_village
 from .status import ComplaintDetail, ComplaintViews, complaint_of, detail_of
 
 WAIT_FOR_CONCURRENT_FILING_SECONDS = 3.0
@@ -87,9 +88,7 @@ class ComplaintDesk:
 
     async def file(self, request: ComplaintRequest, caller: Caller, idempotency_key: str | None) -> FilingResult:
         if not village_exists(request.village_code):
-            raise CommandError("unknown_village", "the village code does not exist in the Kemendagri data",
-                               [{"loc": "body.village_code", "msg": "unknown village code", "type": "unknown_village"}],
-                               status=422)
+            raise unknown_village("body.village_code")
         caller.require(request.village_code)
         cid = str(complaint_id_for(caller.actor.id, idempotency_key))
         # a retry with the same key is recognised by the insert below (the complaint id is taken)
@@ -124,10 +123,9 @@ class ComplaintDesk:
     async def _complainant(self, request: ComplaintRequest) -> Complainant:
         complainant = request.complainant.contract()
         if complainant.nik is not None and complainant.kk_number is None:
-            hid = await self.ctx.niks.household_of(complainant.nik)
-            latest = await self.store.households.latest(hid) if hid else None
-            if latest is not None:  # link the resident's registered household for the assessment
-                complainant = complainant.model_copy(update={"kk_number": latest.data["kk_number"]})
+            current = await self.ctx.niks.household_of(complainant.nik)
+            if current is not None:  # link the resident's registered household for the assessment
+                complainant = complainant.model_copy(update={"kk_number": current.data["kk_number"]})
         return complainant
 
     async def _insert_numbered(self, cid: str, request: ComplaintRequest, complainant: Complainant,

@@ -23,7 +23,7 @@ from puskesos_shared.messaging import Delivery, TransientError
 from puskesos_shared.mongo import insert_once
 
 from .context import log
-from .domain.progress import Progress, apply
+from .domain.progress import apply
 from .filing import ComplaintDesk
 from .status import ComplaintViews
 
@@ -61,13 +61,11 @@ class CaseProgress:
             if complaint is None:  # pragma: no cover - a link is written only for a stored complaint
                 raise TransientError("the linked complaint is not readable")
         for _ in range(10):
-            latest = await self.store.progress.latest(complaint_id)
-            progress = Progress.model_validate(latest.data) if latest else Progress()
+            progress, number = await self.views.progress(complaint_id)
             updated = apply(progress, event)
             if updated == progress:
                 break  # seen before (a redelivery)
-            if await self.store.progress.append(complaint_id, latest.number if latest else 0,
-                                                updated.model_dump(mode="json")):
+            if await self.store.progress.append(complaint_id, number, updated.model_dump(mode="json")):
                 log.info("complaint_progressed", complaint_id=complaint_id, status=updated.status.value,
                          event_type=event.event_type)
                 break

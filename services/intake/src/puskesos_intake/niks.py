@@ -67,14 +67,14 @@ class NikOwnership:
     async def owner(self, nik: str) -> Version | None:
         return await self.owners.latest(self.key(nik))
 
-    async def household_of(self, nik: str) -> str | None:
-        """The household that really holds this NIK now (its latest revision lists the member)."""
+    async def household_of(self, nik: str) -> Version | None:
+        """The latest revision of the household that really holds this NIK now (it lists the member)."""
         claim = await self.owner(nik)
         hid = claim.data.get("household_id") if claim else None
         if hid is None:
             return None
         current = await self.households.latest(hid)
-        return hid if nik in members_of(current) else None
+        return current if nik in members_of(current) else None
 
     async def is_live(self, claim: Version, nik: str) -> bool:
         d = claim.data

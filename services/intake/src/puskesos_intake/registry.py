@@ -91,10 +91,9 @@ def income_too_large() -> CommandError:
                         status=422)
 
 
-def unknown_village() -> CommandError:
+def unknown_village(loc: str = "body.address.village_code") -> CommandError:
     return CommandError("unknown_village", "the village code does not exist in the Kemendagri data",
-                        [{"loc": "body.address.village_code", "msg": "unknown village code",
-                          "type": "unknown_village"}], status=422)
+                        [{"loc": loc, "msg": "unknown village code", "type": "unknown_village"}], status=422)
 
 
 class HouseholdRegistry:

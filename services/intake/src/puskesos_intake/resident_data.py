@@ -125,13 +125,14 @@ class ResidentData:
             if nik in members_of(latest):
                 out.append(household_entry(record_of(latest), nik, current=True))
                 continue
+            following: Version | None = latest  # the revision after ``number``, read in the turn before
             for number in range(latest.number - 1, 0, -1):  # the last revision that listed the person
                 version = await self.store.households.get(hid, number)
                 if version is not None and nik in members_of(version):
-                    following = await self.store.households.get(hid, number + 1)
                     left_at = following.data["at"] if following else None
                     out.append(household_entry(record_of(version), nik, current=False, left_at=left_at))
                     break
+                following = version
         return out
 
     async def _complaints(self, key: str) -> list[dict[str, Any]]:

@@ -136,24 +136,32 @@ class MongoCaseStore:
     async def latest(self, case_id: uuid.UUID, *, at_least: int = 0) -> Case | None:
         """The latest version of a case: from the read model's version (or ``at_least``), probe upwards."""
         current = None if at_least else await self.cases.find_one({"_id": str(case_id)})
+        return await self._latest_from(case_id, current, at_least)
+
+    async def _latest_from(self, case_id: uuid.UUID, current: Document | None, at_least: int = 0) -> Case | None:
+        """``latest`` given the read model's document already read (``current``, None: none or not read)."""
         version = int(current["version"]) if current else 0
         found: Document | None = None
         if at_least > version:  # a claimed version the caller knows: no need to read the read model
             version = at_least
             found = await self.changes.find_one({"_id": change_id(case_id, version)}, {"state": 1})
-        while True:
-            probe = await self.changes.find_one({"_id": change_id(case_id, version + 1)}, {"state": 1})
-            if probe is None:
-                break
-            found, version = probe, version + 1
+        found = await self._newest_change(case_id, version, found)
         if found is not None:
             return _case(found, "state")
         return _case(current) if current else None  # the read model holds the state of its version
 
+    async def _newest_change(self, case_id: uuid.UUID, version: int, found: Document | None) -> Document | None:
+        """Probes the changes after ``version`` (whose change, if read, is ``found``); the newest one read."""
+        while True:
+            probe = await self.changes.find_one({"_id": change_id(case_id, version + 1)}, {"state": 1})
+            if probe is None:
+                return found
+            found, version = probe, version + 1
+
     async def current(self, case_id: uuid.UUID) -> Case | None:
         """The read model's state of a case (possibly behind ``latest``; a claim based on it then fails)."""
         doc = await self.cases.find_one({"_id": str(case_id)})
-        return _case(doc) if doc else await self.latest(case_id)
+        return _case(doc) if doc else await self._latest_from(case_id, None)
 
     async def sync_case(self, case: Case) -> None:
         """Rolls the read model forward to ``case`` or newer (the loop undoes a slower writer's older state)."""
@@ -173,7 +181,8 @@ class MongoCaseStore:
                                                     {"state": 1})
             if following is None:
                 return
-            current = await self.latest(current.case_id, at_least=current.version + 1) or _case(following, "state")
+            newest = await self._newest_change(current.case_id, current.version + 1, following)
+            current = _case(newest or following, "state")
 
     async def mark_pending(self, case: Case) -> str:
         """A marker for the change about to be claimed (one per writer: contenders never share one)."""
@@ -273,8 +282,8 @@ class MongoCaseStore:
     async def cases_concerning(self, nik: str, kk_numbers: Sequence[str]) -> list[Case]:
         """Cases whose subject is ``nik`` or whose family card is one of ``kk_numbers``, at their latest version."""
         query: Document = {"$or": [{"subject_nik": nik}, {"kk_number": {"$in": list(kk_numbers)}}]}
-        ids = [uuid.UUID(doc["_id"]) async for doc in self.cases.find(query, {"_id": 1})]
-        cases = [await self.latest(case_id) for case_id in ids]
+        docs = [doc async for doc in self.cases.find(query)]
+        cases = [await self._latest_from(uuid.UUID(doc["_id"]), doc) for doc in docs]
         return sorted((c for c in cases if c is not None), key=lambda c: c.opened_at)
 
     async def households_listing(self, nik: str) -> list[Document]:
