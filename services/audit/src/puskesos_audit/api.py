@@ -17,10 +17,10 @@ from fastapi.responses import PlainTextResponse
 from puskesos_shared.auth import CurrentOfficer, Officer, require_role
 from puskesos_shared.contracts.primitives import OfficerRole
 from puskesos_shared.service import ServiceRuntime
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import queries
-from .commands import start_replay
+from .commands import MAX_SEQ, ReplayRequest, start_replay
 from .reader import LogReader
 from .render import mermaid
 from .settings import AuditSettings
@@ -28,8 +28,6 @@ from .store import AuditStore
 from .trace import TraceKind, TraceResult, trace
 
 router = APIRouter(prefix="/audit", tags=["audit"])
-#: the largest log sequence number a query may name (MongoDB stores it as a signed 64-bit integer)
-MAX_SEQ = 2**63 - 1
 SeqQuery = Annotated[int | None, Query(ge=1, le=MAX_SEQ)]
 #: Checked at the edge: anything else (a NIK typed into the wrong field) is a 422 that does not echo it,
 #: not a 403 naming it.
@@ -146,15 +144,6 @@ async def village_history(request: Request, officer: CurrentOfficer, village_cod
 async def checkpoints(request: Request, officer: CurrentOfficer) -> list[dict[str, Any]]:
     _auditor(officer)
     return await asyncio.to_thread(queries.checkpoints, _reader(_runtime(request)))
-
-
-class ReplayRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    request_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    from_seq: int | None = Field(default=None, ge=1, le=MAX_SEQ)
-    to_seq: int | None = Field(default=None, ge=1, le=MAX_SEQ)
-    from_time: AwareDatetime | None = None
 
 
 @router.post("/replay", status_code=202, summary="Replay logged events to {ns}.replay.{request_id}.>")

@@ -23,14 +23,23 @@ from .replay import publish_replay, replay_prefix
 log = structlog.get_logger("puskesos.audit.commands")
 
 
-class ReplayCommand(BaseModel):
+#: The largest log sequence number a request may name (MongoDB stores it as a signed 64-bit integer).
+MAX_SEQ = 2**63 - 1
+
+
+class ReplayRequest(BaseModel):
+    """What to replay (``POST /audit/replay``; the NATS command adds the token)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    token: str = Field(min_length=10, max_length=4000, repr=False)
     request_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    from_seq: int | None = Field(default=None, ge=1)
-    to_seq: int | None = Field(default=None, ge=1)
+    from_seq: int | None = Field(default=None, ge=1, le=MAX_SEQ)
+    to_seq: int | None = Field(default=None, ge=1, le=MAX_SEQ)
     from_time: AwareDatetime | None = None
+
+
+class ReplayCommand(ReplayRequest):
+    token: str = Field(min_length=10, max_length=4000, repr=False)
 
 
 def check_auditor(runtime: ServiceRuntime, token: str) -> None:
