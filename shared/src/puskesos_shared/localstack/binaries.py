@@ -1,14 +1,22 @@
-"""Finding (and, for FerretDB, building) the server binaries."""
+"""Finding the server binaries, and building the local Mongo-compatible engine.
+
+The engine is mongo-java-server's memory backend behind the launcher in ``tools/mongo-server``
+(a Maven project; Java 17 and Maven come from Maven Central and the OS). It is built into
+``.local/lib/puskesos-mongo-server.jar`` the first time something needs it, and again whenever its
+sources change (a stamp beside the jar holds the sources' hash).
+"""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-FERRETDB_VERSION = "v1.24.1"
+MONGO_SERVER_JAR = "puskesos-mongo-server.jar"
 
 
 class StackError(RuntimeError):
@@ -16,18 +24,18 @@ class StackError(RuntimeError):
 
 
 def repo_root() -> Path:
-    """The workspace root: ``PUSKESOS_HOME``, else the nearest parent with ``tools/ferretdb``."""
+    """The workspace root: ``PUSKESOS_HOME``, else the nearest parent with ``tools/mongo-server``."""
     if env := os.environ.get("PUSKESOS_HOME"):
         return Path(env).resolve()
     for start in (Path.cwd(), Path(__file__).resolve()):
         for parent in (start, *start.parents):
-            if (parent / "tools" / "ferretdb" / "go.mod").is_file() and (parent / "pyproject.toml").is_file():
+            if (parent / "tools" / "mongo-server" / "pom.xml").is_file() and (parent / "pyproject.toml").is_file():
                 return parent
     return Path.cwd()
 
 
-def local_bin() -> Path:
-    return repo_root() / ".local" / "bin"
+def local_dir() -> Path:
+    return repo_root() / ".local"
 
 
 def find_nats_server() -> Path | None:
@@ -41,40 +49,78 @@ def find_nats_server() -> Path | None:
     return Path(found) if found else None
 
 
-def find_ferretdb() -> Path | None:
-    """``PUSKESOS_FERRETDB_BIN``, ``.local/bin/ferretdb`` (built by us), then PATH."""
-    if env := os.environ.get("PUSKESOS_FERRETDB_BIN"):
-        return Path(env)
-    built = local_bin() / "ferretdb"
-    if built.is_file():
-        return built
-    found = shutil.which("ferretdb")
-    return Path(found) if found else None
-
-
 NO_MONGO_HELP = (
     "No Mongo-compatible server is available. Do one of:\n"
-    "  * install Go (https://go.dev/dl/, or `apt-get install golang`) and run `uv run puskesos stack build`,\n"
-    "    which builds FerretDB " + FERRETDB_VERSION + " from the Go module proxy into .local/bin/;\n"
-    "  * point PUSKESOS_MONGO_URL at a MongoDB or FerretDB you run (mongodb://host:27017/);\n"
+    "  * install Java 17 and Maven (`apt-get install openjdk-17-jdk-headless maven`); the project then builds\n"
+    "    its local engine (mongo-java-server, from Maven Central) with `uv run puskesos stack build`;\n"
+    "  * point PUSKESOS_MONGO_URL at a MongoDB you run (mongodb://host:27017/);\n"
     "  * with a Docker engine, `docker compose -f deploy/compose.yaml up` (see deploy/README.md)."
 )
 
 
-def build_ferretdb(*, quiet: bool = False) -> Path:
-    """Builds FerretDB into ``.local/bin/ferretdb`` with ``go build`` (the Go build cache makes repeats fast)."""
-    go = shutil.which("go")
-    if go is None:
+def _mongo_server_source() -> Path:
+    return repo_root() / "tools" / "mongo-server"
+
+
+def _source_hash(source: Path) -> str:
+    digest = hashlib.sha256()
+    files = [source / "pom.xml", *sorted((source / "src").rglob("*.java"))]
+    for path in files:
+        digest.update(str(path.relative_to(source)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def java_binary() -> Path | None:
+    """``$JAVA_HOME/bin/java``, then PATH."""
+    if home := os.environ.get("JAVA_HOME"):
+        candidate = Path(home) / "bin" / "java"
+        if candidate.is_file():
+            return candidate
+    found = shutil.which("java")
+    return Path(found) if found else None
+
+
+def find_mongo_server_jar() -> Path | None:
+    """``PUSKESOS_MONGO_SERVER_JAR``, else the built jar when it matches the sources (None if stale/missing)."""
+    if env := os.environ.get("PUSKESOS_MONGO_SERVER_JAR"):
+        return Path(env)
+    jar = local_dir() / "lib" / MONGO_SERVER_JAR
+    stamp = jar.with_suffix(".sha256")
+    source = _mongo_server_source()
+    if not jar.is_file() or not stamp.is_file() or not (source / "pom.xml").is_file():
+        return None
+    return jar if stamp.read_text().strip() == _source_hash(source) else None
+
+
+def build_mongo_server(*, quiet: bool = False) -> Path:
+    """Builds the engine with Maven into ``.local/lib`` (once per source change; concurrent callers wait)."""
+    mvn = shutil.which("mvn")
+    if mvn is None or java_binary() is None:
         raise StackError(NO_MONGO_HELP)
-    source = repo_root() / "tools" / "ferretdb"
-    target = local_bin() / "ferretdb"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [go, "build", "-trimpath", "-o", str(target), "."],
-        cwd=source, capture_output=quiet, text=True, check=False,
-        env={**os.environ, "CGO_ENABLED": "0"},
-    )
-    if result.returncode != 0:
-        detail = (result.stderr or "")[-2000:] if quiet else ""
-        raise StackError(f"building FerretDB failed (go build in {source}, exit {result.returncode})\n{detail}")
-    return target
+    source = _mongo_server_source()
+    lib = local_dir() / "lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    with (lib / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it right now
+        if (ready := find_mongo_server_jar()) is not None:
+            return ready
+        build_dir = local_dir() / "build" / "mongo-server"
+        result = subprocess.run(
+            [mvn, "-B", "-q", "-f", str(source / "pom.xml"), f"-DbuildDirectory={build_dir}", "package"],
+            capture_output=quiet, text=True, check=False,
+        )
+        built = build_dir / MONGO_SERVER_JAR
+        if result.returncode != 0 or not built.is_file():
+            detail = ((result.stdout or "") + (result.stderr or ""))[-3000:] if quiet else ""
+            raise StackError(f"building the local Mongo engine failed (mvn package in {source}, "
+                             f"exit {result.returncode})\n{detail}")
+        jar = lib / MONGO_SERVER_JAR
+        shutil.copyfile(built, jar)
+        jar.with_suffix(".sha256").write_text(_source_hash(source) + "\n")
+        return jar
+
+
+def ensure_mongo_server_jar(*, quiet: bool = True) -> Path:
+    """The engine's jar, built first when it is missing or older than its sources."""
+    return find_mongo_server_jar() or build_mongo_server(quiet=quiet)

