@@ -1,12 +1,13 @@
 """``puskesos demo``: the year-end scenario on a realistic population, end to end, on this machine.
 
-Starts the local stack (nats-server with per-service users, FerretDB), the simulated bank and
+Starts the local stack (nats-server with per-service users, the in-memory Mongo engine), the simulated bank and
 the five services as separate processes (distribution with ``--replicas``), runs the scenario
 (``scenario.runner``), prints the summary and writes the report (``report.md`` and
 ``blt-per-kecamatan.svg`` in ``--report-dir``), then stops everything unless ``--keep``.
 
-By default the stack starts from empty data (``--reuse`` keeps what an earlier run left, which
-the scenario tolerates but the report then also counts in the services' lists).
+By default the demo stops a running stack and starts it empty (the local engine keeps its data in
+memory, so a stopped stack has none anyway); ``--reuse`` runs on a stack that is already up, with
+its data, which the scenario tolerates but the report then also counts in the services' lists.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ REGENCIES = {"35.73": "Kota Malang", "35.09": "Kabupaten Jember"}
 
 
 def _fresh_start(report_dir: Path) -> None:
+    if state.load().get("servers"):
+        console.print("[yellow]Stopping the running stack: the demo starts from empty data[/yellow] "
+                      "(--reuse runs on the running stack and its data)")
     services.down()
     stack.down()
     shutil.rmtree(state.stack_dir() / "data", ignore_errors=True)
@@ -44,7 +48,7 @@ def _fresh_start(report_dir: Path) -> None:
 
 def _start(report_dir: Path, seed: int, replicas: int, unregistered_recipients: bool) -> ScenarioEnv:
     nats_url, mongo_url = stack.up()
-    console.print(f"[green]stack up[/green]  NATS {nats_url} (per-service users)  FerretDB {mongo_url}")
+    console.print(f"[green]stack up[/green]  NATS {nats_url} (per-service users)  Mongo {mongo_url}")
     ledger, notifications, clock = (report_dir / "bank-ledger.jsonl", report_dir / "notifications.jsonl",
                                     report_dir / "referral-clock-offset")
     write_offset(clock, dt.timedelta(0))
@@ -79,7 +83,7 @@ def demo(
                                                    "poor among the registered; --full: 63,335)")] = None,
     replicas: Annotated[int, typer.Option(min=1, max=8, help="Distribution replicas")] = 2,
     keep: Annotated[bool, typer.Option(help="Leave the stack and services running afterwards")] = False,
-    reuse: Annotated[bool, typer.Option(help="Keep the data of earlier runs (default: start empty)")] = False,
+    reuse: Annotated[bool, typer.Option(help="Run on the running stack and its data (default: start empty)")] = False,
     report_dir: Annotated[Path, typer.Option(help="Where the report, CSV and ledgers go")] = Path(".local/demo"),
 ) -> None:
     """Run the year-end scenario (households, complaints, cases, a BLT round) across all five services."""

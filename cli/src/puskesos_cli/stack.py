@@ -1,4 +1,12 @@
-"""``puskesos stack``: nats-server and FerretDB on free local ports, without Docker."""
+"""``puskesos stack``: nats-server and the Mongo-compatible engine on free local ports, without Docker.
+
+Local data and restarts: the engine (mongo-java-server) keeps its data in memory, so the stack's
+life is tied to it. ``stack up`` starts the engine and NATS together and empty (NATS's stream data
+is reset whenever the engine starts); ``stack down`` stops both and the data is gone; if the engine
+dies, a watchdog (``watchdog``) stops NATS and the services with it and leaves a notice. Never does
+NATS remember events (or consumer positions) that the database forgot. With ``PUSKESOS_MONGO_URL``
+(a MongoDB you run) the database keeps its data and so does NATS.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +15,32 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import nats
 import typer
 from puskesos_shared.localstack import (
+    ManagedProcess,
     StackError,
-    build_ferretdb,
-    find_ferretdb,
+    build_mongo_server,
+    find_mongo_server_jar,
     find_nats_server,
-    start_ferretdb,
+    mongo_heap,
+    start_mongo_server,
     start_nats,
 )
-from puskesos_shared.localstack.binaries import NO_MONGO_HELP
 from puskesos_shared.messaging.streams import ensure_streams
 from puskesos_shared.permissions import SERVICES, admin_user, generate_passwords, nats_config, service_user
 from puskesos_shared.topology import Topology
 from rich.console import Console
 from rich.table import Table
 
-from . import state
+from . import state, watchdog
 
-app = typer.Typer(help="Local NATS (JetStream) and Mongo-compatible (FerretDB) servers.", no_args_is_help=True)
+app = typer.Typer(help="Local NATS (JetStream) and the Mongo-compatible engine (in memory).", no_args_is_help=True)
 console = Console(stderr=True)
 
 
@@ -88,14 +99,39 @@ def _write_env(nats_url: str, mongo_url: str) -> None:
     state.env_file().chmod(0o600)
 
 
-def ensure_ferretdb_binary() -> str:
-    binary = find_ferretdb()
-    if binary is not None:
-        return str(binary)
-    if shutil.which("go") is None:
-        raise StackError(NO_MONGO_HELP)
-    with console.status("Building FerretDB v1.24.1 with Go (first time only; a few minutes)..."):
-        return str(build_ferretdb(quiet=True))
+def ensure_engine_jar() -> Path:
+    jar = find_mongo_server_jar()
+    if jar is not None:
+        return jar
+    with console.status("Building the local Mongo engine with Maven (first time only; about a minute)..."):
+        return build_mongo_server(quiet=True)
+
+
+def engine_notice() -> str | None:
+    """What the watchdog left when the engine died without ``stack down`` (None otherwise)."""
+    path = state.stack_dir() / watchdog.NOTICE_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
+def _reset_nats_data(data_root: Path) -> None:
+    """NATS starts empty with the in-memory engine; data an earlier version left is removed too."""
+    for name, what in (("nats", "NATS streams"), ("ferretdb", "FerretDB data of an earlier version")):
+        path = data_root / name
+        if path.exists() and any(path.iterdir()):
+            shutil.rmtree(path)
+            console.print(f"[yellow]reset[/yellow] {what} in {path}: the local database keeps its data in memory, "
+                          "so the stack starts empty with it")
+
+
+def _start_watchdog(engine: ManagedProcess) -> ManagedProcess:
+    log_path = state.stack_dir() / "logs" / "watchdog.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "puskesos_cli.watchdog", "--engine-pid", str(engine.pid),
+             "--stack-dir", str(state.stack_dir())],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    return ManagedProcess("watchdog", popen.pid, 0, "", log_path)
 
 
 def up(namespace: str = "puskesos") -> tuple[str, str]:
@@ -104,6 +140,23 @@ def up(namespace: str = "puskesos") -> tuple[str, str]:
     servers = state.load().get("servers", {})
     data_root = state.stack_dir() / "data"
     logs = state.stack_dir() / "logs"
+    if notice := engine_notice():
+        console.print(f"[yellow]{notice}[/yellow]")
+        (state.stack_dir() / watchdog.NOTICE_FILE).unlink()
+    if "mongo" not in current:
+        if mongo_url := os.environ.get("PUSKESOS_MONGO_URL"):
+            servers["mongo"] = {"name": "external", "pid": 0, "port": 0, "url": mongo_url, "log": ""}
+        else:
+            if "nats" in current:  # the engine is gone but NATS is not: stop NATS too, both start empty
+                state.process_from(current.pop("nats")).stop()
+            jar = ensure_engine_jar()
+            _reset_nats_data(data_root)
+            with console.status(f"Starting the local Mongo engine (in memory, heap up to {mongo_heap()})..."):
+                engine = start_mongo_server(jar, logs / "mongo.log")
+            servers["mongo"] = engine.to_json()
+            servers["watchdog"] = _start_watchdog(engine).to_json()
+    elif "watchdog" not in current and int(servers["mongo"].get("pid", 0)) > 0:
+        servers["watchdog"] = _start_watchdog(state.process_from(servers["mongo"])).to_json()
     if "nats" not in current:
         binary = find_nats_server()
         if binary is None:
@@ -112,14 +165,6 @@ def up(namespace: str = "puskesos") -> tuple[str, str]:
             proc = start_nats(binary, data_root / "nats", logs / "nats.log",
                               config_file=_nats_config(data_root / "nats"))
         servers["nats"] = proc.to_json()
-    if "mongo" not in current:
-        if mongo_url := os.environ.get("PUSKESOS_MONGO_URL"):
-            servers["mongo"] = {"name": "external", "pid": 0, "port": 0, "url": mongo_url, "log": ""}
-        else:
-            binary_path = ensure_ferretdb_binary()
-            with console.status("Starting FerretDB (SQLite backend)..."):
-                proc = start_ferretdb(Path(binary_path), data_root / "ferretdb", logs / "ferretdb.log")
-            servers["mongo"] = proc.to_json()
     state.save({**state.load(), "servers": servers})
     nats_url, mongo_url = str(servers["nats"]["url"]), str(servers["mongo"]["url"])
     asyncio.run(_provision_streams(nats_url, namespace))
@@ -128,11 +173,15 @@ def up(namespace: str = "puskesos") -> tuple[str, str]:
 
 
 def down() -> None:
+    """Stops the watchdog first (a deliberate stop is not a crash), then the servers."""
     data = state.load()
-    for name, entry in data.get("servers", {}).items():
+    servers = data.get("servers", {})
+    for name in sorted(servers, key=lambda n: n != "watchdog"):
+        entry = servers[name]
         if int(entry.get("pid", 0)) > 0:
             state.process_from(entry).stop()
-            console.print(f"stopped {name}")
+            if name != "watchdog":
+                console.print(f"stopped {name}")
     data["servers"] = {}
     state.save(data)
     if state.env_file().exists():
@@ -141,19 +190,23 @@ def down() -> None:
 
 @app.command("up")
 def up_command(namespace: Annotated[str, typer.Option(help="Stream namespace to provision")] = "puskesos") -> None:
-    """Start nats-server and FerretDB (building FerretDB with Go the first time) and provision the streams."""
+    """Start nats-server and the Mongo engine (built with Maven the first time), provision the streams.
+
+    The engine keeps its data in memory: the stack starts empty, and NATS's data is reset with it."""
     try:
         nats_url, mongo_url = up(namespace)
     except StackError as exc:
         console.print(f"[red]stack up failed:[/red] {exc}")
         raise typer.Exit(1) from None
-    console.print(f"[green]stack is up[/green]\n  NATS   {nats_url}\n  Mongo  {mongo_url}\n"
+    console.print(f"[green]stack is up[/green]\n  NATS   {nats_url}\n  Mongo  {mongo_url}"
+                  + ("" if os.environ.get("PUSKESOS_MONGO_URL") else " (in memory: `stack down` discards the data)")
+                  + "\n"
                   f"  env    {state.env_file()} (services read it; or `eval $(uv run puskesos stack env)`)")
 
 
 @app.command("down")
 def down_command() -> None:
-    """Stop the local servers (data is kept under .local/stack/data)."""
+    """Stop the local servers. The in-memory engine's data, and NATS's with it, is gone."""
     down()
 
 
@@ -162,6 +215,9 @@ def status_command() -> None:
     """Show the local servers and whether they answer."""
     table = Table("server", "pid", "url", "state", "log")
     servers = state.load().get("servers", {})
+    notice = engine_notice()
+    if notice:
+        console.print(f"[red]{notice}[/red]")
     if not servers:
         console.print("stack is down (`uv run puskesos stack up`)")
         raise typer.Exit(1)
@@ -185,10 +241,10 @@ def env_command() -> None:
 
 @app.command("build")
 def build_command() -> None:
-    """Build FerretDB into .local/bin (needs Go; the Go build cache makes repeats fast)."""
+    """Build the local Mongo engine (tools/mongo-server) into .local/lib with Maven (Java 17 + Maven)."""
     try:
-        with console.status("go build FerretDB v1.24.1..."):
-            path = build_ferretdb(quiet=True)
+        with console.status("mvn package tools/mongo-server ..."):
+            path = build_mongo_server(quiet=True)
     except StackError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None

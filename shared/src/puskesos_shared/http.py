@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
+from pymongo.errors import ConnectionFailure
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import VERIFIED_OFFICER, AuthError, Officer, verify_token_expiry
@@ -358,6 +359,17 @@ def install_http_defaults(app: FastAPI, *, max_body_bytes: int, rate_limits: Rat
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's default echoes the offending input (possibly a NIK); this does not.
         return JSONResponse({"detail": _field_errors(exc)}, status_code=422)
+
+    @app.exception_handler(ConnectionFailure)
+    async def _storage_unavailable(request: Request, exc: ConnectionFailure) -> JSONResponse:
+        # The database did not answer (down, restarting, unreachable). Every decision is one
+        # single-document write, so nothing was half-written: the request can be sent again.
+        log.error("http_storage_unavailable", method=request.method, path=request.url.path,
+                  error=type(exc).__name__)
+        message = "the database is not available; the request was not completed and can be sent again"
+        return JSONResponse({"detail": [{"loc": [], "msg": message, "type": "storage_unavailable"}],
+                             "code": "storage_unavailable", "message": message},
+                            status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(CommandError)
     async def _command_error(_: Request, exc: CommandError) -> JSONResponse:
