@@ -1,8 +1,9 @@
 """MongoDB lifecycle through PyMongo's native async API; one database per service.
 
-Code here and in the services sticks to what both MongoDB and FerretDB 1.24 support: no
-multi-document transactions, change streams, TTL or partial indexes. Guarantees rest on
-deterministic ids, unique indexes and conditional single-document updates.
+Code here and in the services sticks to what both MongoDB and the local engine (mongo-java-server,
+``tools/mongo-server``) support: no multi-document transactions, sessions, change streams, TTL or
+partial indexes. Guarantees rest on deterministic ids, unique indexes and atomic single-document
+writes (docs/conventions.md, "Storage rules"; proven by tests/storage).
 """
 
 from __future__ import annotations

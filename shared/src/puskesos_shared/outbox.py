@@ -7,10 +7,8 @@ still holding entries is republished; the broker's duplicate window (``Nats-Msg-
 event id) keeps each event exactly once in the stream even if the crash came after the
 publish and before the pull.
 
-The removal (``$pullAll``) is an update: on FerretDB 1.24, where updates are read-modify-write
-without a compare, it must not race another write of the same document. Services therefore
-put outbox entries in documents that one writer owns at a time (an insert-only change record,
-a delivery record), see docs/conventions.md.
+The removal (``$pullAll`` of exactly the entries sent) is an atomic update, so it cannot remove an
+entry a concurrent write added meanwhile; that entry is published by its own writer or the sweep.
 """
 
 from __future__ import annotations
@@ -78,7 +76,7 @@ class OutboxRelay:
             raise
         finally:
             if published:
-                # $pullAll removes exact elements; FerretDB 1.24 has no conditional $pull
+                # $pullAll removes exactly the entries sent, never one added since
                 await collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX_FIELD: published}})
 
     async def republish_pending(self) -> int:
