@@ -86,7 +86,7 @@ async def stack(nats_server: ServerHandle, mongo_server: ServerHandle,
                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     namespace = f"t{uuid.uuid4().hex[:12]}"
     log_dir = tmp_path_factory.mktemp("export-logs")
-    # the other services' parts get a generous wait: two shared cores, FerretDB scanning
+    # the other services' parts get a generous wait: five processes share two cores
     extra = {"intake": {"PUSKESOS_INTAKE_EXPORT_TIMEOUT_SECONDS": "30"}}
     processes = {name: ServiceProcess.for_service(name, nats_url=nats_server.url, mongo_url=mongo_server.url,
                                                   namespace=namespace, db_prefix=namespace, log_dir=log_dir,

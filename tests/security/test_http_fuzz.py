@@ -1,7 +1,7 @@
 """Hostile input over every service's HTTP API (property-based, hypothesis; issue #9).
 
 Each of the five services runs once per module (its real app and lifespan, on the test run's
-nats-server and FerretDB, in a namespace and databases of its own) and is driven in-process
+nats-server and Mongo engine, in a namespace and databases of its own) and is driven in-process
 through ``httpx.ASGITransport``. The operations are enumerated from the app's OpenAPI
 document, so a new endpoint is fuzzed without touching this file; the expected routes are
 asserted so that a broken enumeration cannot make the tests fuzz nothing.

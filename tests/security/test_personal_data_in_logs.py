@@ -2,7 +2,7 @@
 
 Runs after every other test (marker ``scan_logs``): it reads the in-process log capture of
 the whole session and every ``*.log`` file the tests wrote under pytest's base temporary
-directory (service processes, nats-server, FerretDB).
+directory (service processes, nats-server, the Mongo engine).
 """
 
 from __future__ import annotations

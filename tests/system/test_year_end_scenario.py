@@ -1,5 +1,5 @@
 """The year-end scenario, small, across real processes: the five services (two distribution
-replicas), the simulated bank, the test's nats-server and FerretDB.
+replicas), the simulated bank, the test's nats-server and Mongo engine.
 
 The same runner as ``puskesos demo`` (``puskesos_cli.scenario``) drives the services through their
 public edges, then the end state is checked where effects land: every complaint has one case;

@@ -53,7 +53,7 @@ class ConsumerPolicy:
     backoff_initial_seconds: float = 0.5
     backoff_max_seconds: float = 60.0
     concurrency: int = 16
-    fetch_timeout_seconds: float = 1.0
+    fetch_timeout_seconds: float = 5.0  # a long poll: returns as soon as messages arrive; idle costs little
     heartbeat: bool = True
 
     def __post_init__(self) -> None:
