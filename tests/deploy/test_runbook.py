@@ -18,7 +18,6 @@ import importlib.util
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -27,11 +26,13 @@ from typing import Any
 
 import pytest
 import typer
+from puskesos_shared.localstack import StackError
+from puskesos_shared.localstack.binaries import ensure_nats_cli
 from typer.testing import CliRunner
 
 from tests.deploy.support import ROOT, RUNBOOK
 
-pytestmark = [pytest.mark.runbook, pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.runbook, pytest.mark.e2e, pytest.mark.timeout(900)]  # a first NATS CLI build
 
 _OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<", "&"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -114,11 +115,11 @@ def runbook_commands() -> list[Cited]:
 
 
 def nats_cli() -> str:
-    for candidate in (os.environ.get("PUSKESOS_NATS_CLI"), shutil.which("nats"), str(ROOT / ".local" / "bin" / "nats")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    pytest.fail("the runbook cites the NATS CLI, which is not installed: "
-                "GOBIN=$PWD/.local/bin go install github.com/nats-io/natscli/nats@v0.5.1")
+    """Found, or built once with Go into .local/bin (a few minutes the first time)."""
+    try:
+        return str(ensure_nats_cli())
+    except StackError as exc:
+        pytest.fail(f"the runbook cites the NATS CLI, which is not installed and could not be built: {exc}")
 
 
 def argv(command: Cited) -> list[str]:

@@ -124,3 +124,49 @@ def build_mongo_server(*, quiet: bool = False) -> Path:
 def ensure_mongo_server_jar(*, quiet: bool = True) -> Path:
     """The engine's jar, built first when it is missing or older than its sources."""
     return find_mongo_server_jar() or build_mongo_server(quiet=quiet)
+
+
+NATS_CLI_MODULE = "github.com/nats-io/natscli/nats@v0.5.1"
+
+
+def go_binary() -> Path | None:
+    """``go`` on PATH, else the official toolchain's default place."""
+    found = shutil.which("go")
+    if found:
+        return Path(found)
+    default = Path("/usr/local/go/bin/go")
+    return default if default.is_file() else None
+
+
+def find_nats_cli() -> Path | None:
+    """``PUSKESOS_NATS_CLI``, ``nats`` on PATH, then ``.local/bin/nats`` (built by ``ensure_nats_cli``)."""
+    for candidate in (os.environ.get("PUSKESOS_NATS_CLI"), shutil.which("nats"), str(local_dir() / "bin" / "nats")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def ensure_nats_cli() -> Path:
+    """The NATS CLI (the runbook's operator tool), built with ``go install`` into ``.local/bin`` once.
+
+    The first build downloads its modules from the Go module proxy and takes a few minutes.
+    """
+    if (found := find_nats_cli()) is not None:
+        return found
+    go = go_binary()
+    if go is None:
+        raise StackError(f"the NATS CLI is missing and Go is not installed to build it: install Go "
+                         f"(`apt-get install golang-go`) or the CLI itself (`go install {NATS_CLI_MODULE}`), "
+                         "or set PUSKESOS_NATS_CLI to its path")
+    target_dir = local_dir() / "bin"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    with (target_dir / ".nats-cli.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target_dir / "nats").is_file():
+            return target_dir / "nats"
+        result = subprocess.run([str(go), "install", NATS_CLI_MODULE], capture_output=True, text=True, check=False,
+                                env={**os.environ, "GOBIN": str(target_dir), "CGO_ENABLED": "0"})
+        if result.returncode != 0 or not (target_dir / "nats").is_file():
+            raise StackError(f"building the NATS CLI failed (go install {NATS_CLI_MODULE}, exit {result.returncode})"
+                             f"\n{result.stderr[-2000:]}")
+    return target_dir / "nats"
