@@ -13,7 +13,7 @@ import httpx
 import typer
 from puskesos_shared.localstack import ManagedProcess, StackError, free_port
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from . import state
 
@@ -175,7 +175,8 @@ def down_command() -> None:
 @app.command("status")
 def status_command() -> None:
     """Health of every service process."""
-    table = Table("service", "pid", "url", "alive", "ready", "checks")
+    table = Table("service", "pid", "alive", "ready", "checks")
+    table.columns.insert(2, Column("url", no_wrap=True, min_width=len("http://127.0.0.1:65535")))
     for row in health():
         table.add_row(row["name"], str(row["pid"]), row["url"], str(row["alive"]), str(row.get("status")),
                       str(row.get("checks", "")))

@@ -36,7 +36,7 @@ from puskesos_shared.messaging.streams import ensure_streams
 from puskesos_shared.permissions import SERVICES, admin_user, generate_passwords, nats_config, service_user
 from puskesos_shared.topology import Topology
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from . import state, watchdog
 
@@ -213,7 +213,8 @@ def down_command() -> None:
 @app.command("status")
 def status_command() -> None:
     """Show the local servers and whether they answer."""
-    table = Table("server", "pid", "url", "state", "log")
+    table = Table("server", "pid", Column("url", no_wrap=True, min_width=len("mongodb://127.0.0.1:65535/")), "state",
+                  "log")
     servers = state.load().get("servers", {})
     notice = engine_notice()
     if notice:

@@ -116,7 +116,9 @@ def build_mongo_server(*, quiet: bool = False) -> Path:
             raise StackError(f"building the local Mongo engine failed (mvn package in {source}, "
                              f"exit {result.returncode})\n{detail}")
         jar = lib / MONGO_SERVER_JAR
-        shutil.copyfile(built, jar)
+        staged = jar.with_suffix(".jar.tmp")
+        shutil.copyfile(built, staged)
+        staged.replace(jar)  # a new inode: engines running from the old jar keep reading their file
         jar.with_suffix(".sha256").write_text(_source_hash(source) + "\n")
         return jar
 

@@ -1,5 +1,8 @@
 package id.puskesos.mongo;
 
+import java.util.ArrayList;
+import java.util.List;
+
 import de.bwaldvogel.mongo.MongoDatabase;
 import de.bwaldvogel.mongo.backend.CollectionOptions;
 import de.bwaldvogel.mongo.backend.CursorRegistry;
@@ -9,14 +12,56 @@ import de.bwaldvogel.mongo.backend.SecondaryIndex;
 import de.bwaldvogel.mongo.backend.memory.MemoryCollection;
 import de.bwaldvogel.mongo.bson.Document;
 
-/** A memory collection that picks the narrowest index for a query (mongo-java-server takes the first). */
+/**
+ * A memory collection that picks the narrowest index for a query (mongo-java-server takes the first)
+ * and hands out copies of its documents, so a reader never sees half of a concurrent update.
+ *
+ * <p>mongo-java-server updates stored documents in place and returns the stored objects themselves
+ * from queries and findAndModify; the reply is encoded after the collection's lock is released, so a
+ * concurrent update can show through (a find returning {@code a != b} after {@code $inc: {a: 1, b: 1}},
+ * two findAndModify {@code $inc} returning the same new value). Copies are made under the lock: for
+ * findAndModify always, for queries only while a read command runs on this thread ({@link #readingCopies}),
+ * because updates and deletes run the same query path and must get the stored documents.
+ */
 public class IndexedMemoryCollection extends MemoryCollection {
 
     private static final int UNIQUE_MATCH = Integer.MAX_VALUE;
+    private static final ThreadLocal<Boolean> COPY_RESULTS = ThreadLocal.withInitial(() -> Boolean.FALSE);
 
     public IndexedMemoryCollection(MongoDatabase database, String collectionName, CollectionOptions options,
                                    CursorRegistry cursorRegistry) {
         super(database, collectionName, options, cursorRegistry);
+    }
+
+    /** Runs a read command (find, aggregate) whose query results are copied under the collection's lock. */
+    static <T> T readingCopies(java.util.function.Supplier<T> command) {
+        COPY_RESULTS.set(Boolean.TRUE);
+        try {
+            return command.get();
+        } finally {
+            COPY_RESULTS.set(Boolean.FALSE);
+        }
+    }
+
+    @Override
+    protected QueryResult createQueryResult(List<Document> matchedDocuments, int batchSize) {
+        if (!COPY_RESULTS.get()) {
+            return super.createQueryResult(matchedDocuments, batchSize);
+        }
+        List<Document> copies = new ArrayList<>(matchedDocuments.size());
+        for (Document document : matchedDocuments) {
+            copies.add(document.cloneDeeply());
+        }
+        return super.createQueryResult(copies, batchSize);
+    }
+
+    @Override
+    public synchronized Document findAndModify(Document query) {
+        Document result = super.findAndModify(query);
+        if (result.get("value") instanceof Document value) {
+            result.put("value", value.cloneDeeply());
+        }
+        return result;
     }
 
     @Override

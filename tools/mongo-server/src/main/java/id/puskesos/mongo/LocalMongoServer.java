@@ -6,6 +6,8 @@ import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.MongoVersion;
 import de.bwaldvogel.mongo.backend.memory.MemoryBackend;
 import de.bwaldvogel.mongo.backend.memory.MemoryDatabase;
+import de.bwaldvogel.mongo.bson.Document;
+import io.netty.channel.Channel;
 
 /**
  * The Puskesos local Mongo-compatible engine: mongo-java-server's memory backend, reporting the
@@ -34,10 +36,22 @@ public final class LocalMongoServer {
     private LocalMongoServer() {
     }
 
+    /** What buildInfo's {@code engine} field says (the storage conformance suite detects the engine by it). */
+    static final String ENGINE = "mongo-java-server 1.47.0 memory backend (puskesos launcher)";
+
     static final class IndexedMemoryBackend extends MemoryBackend {
         @Override
         public MemoryDatabase openOrCreateDatabase(String databaseName) {
             return new IndexedMemoryDatabase(databaseName, getCursorRegistry());
+        }
+
+        @Override
+        public Document handleCommand(Channel channel, String databaseName, String command, Document query) {
+            Document response = super.handleCommand(channel, databaseName, command, query);
+            if (command.equalsIgnoreCase("buildinfo")) {
+                response.put("engine", ENGINE);
+            }
+            return response;
         }
     }
 
