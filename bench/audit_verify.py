@@ -1,14 +1,18 @@
-"""Audit benchmark: verify the hash chain of 1,000,000 logged events.
+"""Audit benchmark: verify the hash chain of 1,000,000 logged events, against a floor.
 
-    uv run python bench/audit_verify.py [--events 1000000] [--chunk 512]
+    uv run python bench/audit_verify.py [--events 1000000] [--chunk 1024] [--heap 2g]
 
 Writes the log straight into an audit database with the appender's own pure functions
 (``make_record`` / ``chunk_document``, the same chunking the appender does under load: a fetch of
 up to 1,024 messages becomes one chunk), with realistic bodies (the sample flow's contract events,
-each with its own event id) and a signed checkpoint every 10,000 records. Then runs the
-verification an auditor runs (``audit verify``: every chunk fetched by point lookup, every
-record re-hashed and chained, checkpoints compared), twice, and once more after one record
-was altered, to show it is pinpointed. Uses PUSKESOS_MONGO_URL or starts FerretDB locally.
+each copy with ids of its own) and a signed checkpoint every 10,000 records: the chain only, no
+trace index (``bench/audit_trace.py`` builds a whole 1M-event log through the service and runs
+this measurement on it too). Then runs the verification an auditor runs (``audit verify``: the
+chunks read in ``_id`` order, every record re-hashed and chained, checkpoints compared), twice,
+against the floor measured in the same run on the same engine: the same chunk documents read with
+plain PyMongo (the same query, nothing decompressed or hashed). Once more after one record was
+altered, to show it is pinpointed. Uses PUSKESOS_MONGO_URL or starts the local engine
+(mongo-java-server in memory; its resident memory is printed).
 Target (BRIEF §6): 100,000 events/s or better.
 """
 
@@ -17,15 +21,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import itertools
 import json
 import os
 import random
 import re
+import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from puskesos_audit.chain import (
     GENESIS,
@@ -39,15 +44,42 @@ from puskesos_audit.chain import (
 from puskesos_audit.checkpoints import new_checkpoint, to_document
 from puskesos_audit.reader import LogReader, verify_log
 from puskesos_audit.samples import build_flow
+from puskesos_audit.store import CHUNKS
 from puskesos_audit.verify import ChainVerifier
 from puskesos_shared.messaging import event_headers
-from puskesos_shared.testing.servers import resolve_mongo
+from puskesos_shared.testing.servers import ServerHandle, resolve_mongo
 from pymongo import MongoClient
+from pymongo.database import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE_SET = json.loads((ROOT / "services/audit/tests/data/rules/assessment@1.json").read_text())
 KEY = b"bench-audit-checkpoint-key-0123456789abcdef"
 UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def load_average() -> str:
+    return "load average " + " / ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1/5/15 min, 2 cores, shared)"
+
+
+def engine_memory(mongo: ServerHandle) -> str:
+    """The local engine's resident memory (now and peak) and its live heap after a full GC (jcmd)."""
+    if mongo.process is None:
+        return f"engine memory: not measured ({mongo.origin} server, not started here)"
+    status = Path(f"/proc/{mongo.process.pid}/status").read_text()
+    fields = {k: v.strip() for k, _, v in (line.partition(":") for line in status.splitlines())}
+    out = f"engine memory: RSS {_mib(fields['VmRSS'])}, peak RSS {_mib(fields['VmHWM'])} (-Xmx{mongo.heap})"
+    try:
+        subprocess.run(["jcmd", str(mongo.process.pid), "GC.run"], check=True, capture_output=True, timeout=120)
+        info = subprocess.run(["jcmd", str(mongo.process.pid), "GC.heap_info"], check=True, capture_output=True,
+                              text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{out}; live heap not measured ({exc})"
+    used = sum(int(m) for m in re.findall(r"used (\d+)K", info.split("Metaspace")[0]))
+    return f"{out}; live heap after a full GC {used / 1024:,.0f} MiB"
+
+
+def _mib(value: str) -> str:
+    return f"{int(value.split()[0]) / 1024:,.0f} MiB"
 
 
 def templates(flows: int = 50) -> list[tuple[str, bytes, dict[str, str], str]]:
@@ -60,7 +92,7 @@ def templates(flows: int = 50) -> list[tuple[str, bytes, dict[str, str], str]]:
     return out
 
 
-def generate(db: object, events: int, chunk: int) -> float:
+def generate(db: Database[dict[str, Any]], events: int, chunk: int) -> float:
     started = time.perf_counter()
     tpl = templates()
     rng = random.Random(7)
@@ -88,62 +120,88 @@ def generate(db: object, events: int, chunk: int) -> float:
         if seq % 10_000 == 0 or seq == events:
             cp = new_checkpoint(seq=seq, hash_=prev, chunk=number - 1 if not records else number, records=seq,
                                 stream="PUSKESOS_EVENTS", now=dt.datetime.now(dt.UTC), key=KEY)
-            db["checkpoints"].insert_one(to_document(cp))  # type: ignore[index]
+            db["checkpoints"].insert_one(to_document(cp))
         if len(pending) == 8 or seq == events:
-            db["chunks"].insert_many(pending)  # type: ignore[index]
+            db["chunks"].insert_many(pending)
             pending = []
-    db["meta"].insert_one({"_id": "head", "chunk": number - 1, "seq": events, "hash": prev})  # type: ignore[index]
+    db["meta"].insert_one({"_id": "head", "chunk": number - 1, "seq": events, "hash": prev})
     return time.perf_counter() - started
 
 
+def read_floor(db: Database[dict[str, Any]], batch_size: int = 4) -> tuple[int, int, float]:
+    """(events, stored bytes, seconds): every chunk document read with plain PyMongo, in ``_id`` order (the
+    verifier's query), nothing decompressed or hashed."""
+    started = time.perf_counter()
+    events = size = 0
+    for doc in db[CHUNKS].find({}, batch_size=batch_size).sort("_id", 1):
+        events += int(doc["count"])
+        size += len(doc["blob"])
+    return events, size, time.perf_counter() - started
+
+
+def measure_verify(db: Database[dict[str, Any]], key: bytes, *, runs: int = 2) -> list[float]:
+    """``audit verify`` of the whole log ``runs`` times, then the read-only floor; prints both. Returns the rates."""
+    reader = LogReader(db)
+    rates = []
+    for run in range(1, runs + 1):
+        report = verify_log(reader, key=key)
+        assert report.ok, report.findings[:5]
+        rates.append(report.records_per_second)
+        print(f"audit verify, run {run}: {report.records:,} events in {report.seconds:.2f} s = "
+              f"{report.records_per_second:,.0f} events/s ({report.chunks:,} chunks, "
+              f"{report.checkpoints_checked} checkpoints matched)")
+    events, size, seconds = read_floor(db)
+    floor = events / seconds
+    print(f"floor (the same chunk documents read with PyMongo, not decompressed or hashed): {events:,} events in "
+          f"{seconds:.2f} s = {floor:,.0f} events/s ({size / max(events, 1):.0f} stored bytes per event); "
+          f"verify at {max(rates) / floor:.2f}x the floor's rate (best run)")
+    docs = list(db[CHUNKS].find({}).sort("_id", 1).limit(200))
+    started = time.perf_counter()
+    verifier = ChainVerifier(from_start=True)
+    for doc in docs:
+        verifier.feed(doc)
+    alone = sum(int(d["count"]) for d in docs) / (time.perf_counter() - started)
+    print(f"where the time goes: the verifier alone (200 chunks already in memory) {alone:,.0f} events/s")
+    print(load_average())
+    return rates
+
+
+def tamper_and_verify_range(db: Database[dict[str, Any]], key: bytes) -> None:
+    """Alters one record in the middle chunk (stored hashes kept) and verifies the range around it."""
+    reader = LogReader(db)
+    chunks = db[CHUNKS].estimated_document_count()
+    middle = db[CHUNKS].find_one({"_id": f"c:{chunks // 2:010d}"})
+    assert middle is not None
+    records = chunk_records(middle)
+    victim = records[100]
+    records[100] = dataclasses.replace(victim, body=victim.body + b" ")
+    db[CHUNKS].replace_one({"_id": middle["_id"]}, {**rebuild_chunk(middle, records), "total": middle.get("total")})
+    ranged = verify_log(reader, from_seq=victim.seq - 5000, to_seq=victim.seq + 5000, key=key)
+    failures = [f"{f.kind} at {f.seq}" for f in ranged.findings if f.failure]
+    print(f"after altering record {victim.seq} (stored hashes kept): range verify {victim.seq - 5000}.."
+          f"{victim.seq + 5000} checked {ranged.records:,} records in {ranged.seconds * 1000:.0f} ms, "
+          f"ok={ranged.ok}, findings={failures}")
+
+
 def main() -> None:
-    print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores, shared)")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=1024, help="records per chunk (the appender's fetch size)")
+    parser.add_argument("--heap", default="2g", help="the local engine's JVM heap (the chain alone: ~150 MB at 1M)")
     args = parser.parse_args()
+    print(load_average() + ", before the run")
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
-        mongo = resolve_mongo(Path(tmp))
-        client: MongoClient[dict[str, object]] = MongoClient(mongo.url, tz_aware=True)
+        mongo = resolve_mongo(Path(tmp), heap=args.heap)
+        client: MongoClient[dict[str, Any]] = MongoClient(mongo.url, tz_aware=True)
         name = f"bench_audit_verify_{uuid.uuid4().hex[:8]}"
         try:
             db = client[name]
             seconds = generate(db, args.events, args.chunk)
-            chunks = db["chunks"].estimated_document_count()
-            print(f"generated {args.events:,} events in {chunks:,} chunks in {seconds:.1f} s "
-                  f"({args.events / seconds:,.0f} events/s; mongo: {mongo.origin} {mongo.url})")
-            reader = LogReader(db)
-            for run in (1, 2):
-                report = verify_log(reader, key=KEY)
-                assert report.ok, report.findings[:5]
-                print(f"verify run {run}: {report.records:,} events in {report.seconds:.2f} s = "
-                      f"{report.records_per_second:,.0f} events/s ({report.checkpoints_checked} checkpoints matched)")
-            # where the time goes: the storage's read rate alone, and the verifier alone (chunks in memory)
-            started = time.perf_counter()
-            read = sum(int(d["count"]) for _, d in reader.chunks() if d is not None)
-            fetch_rate = read / (time.perf_counter() - started)
-            docs = [doc for _, doc in itertools.islice(reader.chunks(), 200)]
-            fetched = sum(int(d["count"]) for d in docs if d is not None)
-            started = time.perf_counter()
-            engine = ChainVerifier(from_start=True)
-            for doc in docs:
-                engine.feed(doc)  # type: ignore[arg-type]
-            engine_rate = fetched / (time.perf_counter() - started)
-            size = sum(len(d["blob"]) for d in docs if d is not None) / fetched
-            print(f"read only: {fetch_rate:,.0f} events/s from the database ({size:.0f} stored bytes per event); "
-                  f"verifier only (chunks in memory): {engine_rate:,.0f} events/s")
-            middle = db["chunks"].find_one({"_id": f"c:{chunks // 2:010d}"})
-            assert middle is not None
-            records = chunk_records(middle)
-            victim = records[100]
-            records[100] = dataclasses.replace(victim, body=victim.body + b" ")  # stored hashes left as they were
-            db["chunks"].replace_one({"_id": middle["_id"]}, {**rebuild_chunk(middle, records),
-                                                              "total": middle.get("total")})
-            ranged = verify_log(reader, from_seq=victim.seq - 5000, to_seq=victim.seq + 5000, key=KEY)
-            failures = [f"{f.kind} at {f.seq}" for f in ranged.findings if f.failure]
-            print(f"after altering record {victim.seq} (stored hashes kept): range verify "
-                  f"{victim.seq - 5000}..{victim.seq + 5000} checked {ranged.records:,} records in "
-                  f"{ranged.seconds * 1000:.0f} ms, ok={ranged.ok}, findings={failures}")
+            print(f"generated {args.events:,} events in {db[CHUNKS].estimated_document_count():,} chunks in "
+                  f"{seconds:.1f} s ({args.events / seconds:,.0f} events/s; mongo: {mongo.origin} {mongo.url})")
+            measure_verify(db, KEY)
+            print(engine_memory(mongo))
+            tamper_and_verify_range(db, KEY)
         finally:
             client.drop_database(name)
             client.close()

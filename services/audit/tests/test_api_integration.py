@@ -71,6 +71,7 @@ async def test_auditor_api(nats_url: str, mongo_url: str, namespace: str, db_pre
                 done.set()
 
         sub = await nats_client.subscribe(f"{namespace}.replay.late-1.>", cb=on_message)
+        await nats_client.flush()  # the subscription is on the server before the replay starts
         started = await http.post("/audit/replay", json={"request_id": "late-1", "from_seq": 3}, headers=auth())
         assert started.status_code == 202, started.text
         await wait_for(lambda: _is_set(done), what="the replay's end marker")
@@ -85,6 +86,7 @@ async def test_auditor_api(nats_url: str, mongo_url: str, namespace: str, db_pre
         received.clear()
         done.clear()
         sub = await nats_client.subscribe(f"{namespace}.replay.late-2.>", cb=on_message)
+        await nats_client.flush()
         subject = topology.command_subject("audit", "replay")
         refused = await send_command(nats_client, subject, {"token": token(OfficerRole.OPERATOR), "request_id": "x"})
         assert not refused.ok and refused.error and refused.error["code"] == "forbidden"

@@ -1,4 +1,4 @@
-"""The audit log against real NATS and FerretDB: append, verify, trace, decision and history replay."""
+"""The audit log against real NATS and the Mongo engine: append, verify, trace, decision and history replay."""
 
 from __future__ import annotations
 

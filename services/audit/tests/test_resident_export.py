@@ -1,4 +1,4 @@
-"""The audit service's part of a resident's data export (``export_resident``, real NATS and FerretDB)."""
+"""The audit service's part of a resident's data export (``export_resident``, real NATS and Mongo engine)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tampering with the stored log (FerretDB) is pinpointed by ``audit verify`` (API, CLI and exit code)."""
+"""Tampering with the stored log is pinpointed by ``audit verify`` (API, CLI and exit code)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ everything: the full chain (and the signed checkpoints) carry the cryptographic 
 8-byte values pinpoint which record was changed (a change that kept them would need 2^64 tries
 and still breaks the chunk's full head). A million records fit in about a thousand documents of
 ~120 KB: the storage's cost is per document and per byte, and fewer, denser documents read in
-one sequential scan are what make verification fast.
+one ordered query are what make verification fast.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def iter_records(raw: bytes) -> Iterator[RawRecord]:
 
 
 def chunk_id(number: int) -> str:
-    """Chunk documents are found by string ``_id`` equality (the one lookup every backend serves fast)."""
+    """A chunk's ``_id``: zero-padded, so ``_id`` order is chunk order."""
     return f"c:{number:010d}"
 
 

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from . import queries
 from .checkpoints import Checkpoint
+from .indexer import Indexer, IndexFollower
 from .reader import LogReader
 from .render import mermaid, tree, verify_table
 from .replay import publish_replay
@@ -262,6 +263,25 @@ def status() -> None:
         return {**{k: head.get(k) for k in ("seq", "hash", "chunk", "updated_at")}, "indexed_chunk": indexed}
 
     _print_json(_run(go))
+
+
+@app.command()
+def reindex(
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm that the audit service is stopped")] = False,
+) -> None:
+    """Rebuild the trace index from the log (e.g. one written by an earlier version, with postings)."""
+    if not yes:
+        console.print("[red]Stop the audit service first (its index follower would race the rebuild), "
+                      "then run this with --yes.[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+
+    async def go() -> int:
+        async with _store(settings) as store:
+            await store.reset_index()
+            return await IndexFollower(store, Indexer(store, settings.index_key())).catch_up()
+
+    console.print(f"trace index rebuilt from {_run(go):,} chunks")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ ORIGINS: dict[str, str] = {
 #: Kinds whose events are few enough to walk down from their origin in a trace.
 NARROW_KINDS = frozenset({"household", "complaint", "case", "assessment", "referral", "allocation",
                           "disbursement"})
-#: Kinds with too many events to list (an aid round); they keep an origin, no postings.
+#: Kinds with too many events to list (an aid round); they keep an origin and are not in ``index_keys``.
 WIDE_KINDS = frozenset({"round", "notification"})
 #: Decisions: events that record inputs and a rule version.
 DECISIONS = frozenset({"CaseAssessed", "AidAllocated", "AidAllocationRejected"})

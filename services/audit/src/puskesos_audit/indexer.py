@@ -1,20 +1,19 @@
-"""Writes the trace index of a chunk: event summaries, postings per entity key, origins.
+"""Writes the trace index of a chunk: event summaries (with the keys they are found by) and origins.
 
-Entities with many events (an aid round: tens of thousands) get an origin document but no
-postings: nothing walks them event by event (history replay scans the log instead).
+Each summary lists its ``index_keys``: the entity keys it concerns and ``ch:<parent event id>``
+for each event it comes from; a trace finds an entity's events, or an event's children, with
+one query on the multikey index of that field. Entities with many events (an aid round: tens of
+thousands) are left out of ``index_keys`` (nothing walks them event by event; history replay
+scans the log instead) but get an origin document like every entity.
 
-Postings are numbered per key (``p:<key>:0``, ``:1``...) so that a reader finds them all by
-point lookups. The next number of each key is remembered here; a key not in memory (after a
-restart, or written by another replica) is claimed at 0 and, when that insert is refused as a
-duplicate, the real end is found by galloping point lookups. Re-indexing a chunk after a crash
-may repeat a posting: readers de-duplicate by the event they point to.
+Every document has a deterministic ``_id``, so indexing a chunk again (after a crash, or by a
+second replica) inserts nothing twice: the duplicates are refused and ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,11 +24,9 @@ from puskesos_shared.tasks import honour_cancellation
 from .chain import Record, RecordKind, chunk_records
 from .errors import describe_error
 from .extract import WIDE_KINDS, Extracted, extract
-from .store import EVENTS, ORIGINS, POSTINGS, AuditStore, origin_id, posting_id
+from .store import EVENTS, INDEX_KEYS, ORIGINS, AuditStore, origin_id
 
 log = structlog.get_logger("puskesos.audit.indexer")
-
-_CACHE_KEYS = 200_000
 
 
 def summary_id(x: Extracted, seq: int) -> str:
@@ -54,16 +51,15 @@ def summary_document(record: Record, chunk: int, x: Extracted, doc_id: str) -> d
         "village_code": env.get("village_code"), "correlation_id": env.get("correlation_id"),
         "causation_id": env.get("causation_id"),
         "parents": [{"id": p, "rel": rel} for p, rel in x.parents], "keys": list(x.keys),
-        "origin_of": list(x.origin_of),
+        "origin_of": list(x.origin_of), INDEX_KEYS: index_keys(x),
         "body": Binary(record.body),
     }
 
 
 def index_documents(records: Sequence[Record], chunk: int, index_key: bytes
-                    ) -> tuple[list[dict[str, Any]], list[tuple[str, str, int]], list[dict[str, Any]]]:
-    """Summaries, postings (key, summary id, seq) and origin documents of a chunk's records (pure)."""
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Summaries and origin documents of a chunk's records (pure)."""
     summaries: list[dict[str, Any]] = []
-    postings: list[tuple[str, str, int]] = []
     origins: list[dict[str, Any]] = []
     for record in records:
         if record.kind != RecordKind.MESSAGE:
@@ -71,98 +67,41 @@ def index_documents(records: Sequence[Record], chunk: int, index_key: bytes
         x = extract(record.body, _headers(record.headers), index_key)
         doc_id = summary_id(x, record.seq)
         summaries.append(summary_document(record, chunk, x, doc_id))
-        for key in (*x.keys, *(f"ch:{parent}" for parent, _ in x.parents)):
-            if key.split(":", 1)[0] not in WIDE_KINDS:
-                postings.append((key, doc_id, record.seq))
         for key in x.origin_of:
             origins.append({"_id": origin_id(key), "doc": doc_id, "seq": record.seq})
-    return summaries, postings, origins
+    return summaries, origins
+
+
+def index_keys(x: Extracted) -> list[str]:
+    """The keys a message is found by: its narrow entity keys and the events it comes from."""
+    keys = (*x.keys, *(f"ch:{parent}" for parent, _ in x.parents))
+    return list(dict.fromkeys(k for k in keys if k.split(":", 1)[0] not in WIDE_KINDS))
 
 
 class Indexer:
     def __init__(self, store: AuditStore, index_key: bytes) -> None:
         self._store = store
         self._key = index_key
-        self._next: OrderedDict[str, int] = OrderedDict()
-
-    def forget(self) -> None:
-        """Drops the remembered posting numbers (after a failed write, they may be ahead of the store)."""
-        self._next.clear()
 
     async def index(self, records: Sequence[Record], chunk: int) -> None:
-        summaries, postings, origins = index_documents(records, chunk, self._key)
-        try:
-            await self._insert_summaries(summaries, chunk)
-            await self._store.insert_many(ORIGINS, origins)  # first definition wins
-            await self._add_postings(postings)
-        except BaseException:
-            self.forget()
-            raise
+        summaries, origins = index_documents(records, chunk, self._key)
+        await self._insert_summaries(summaries)
+        await self._store.insert_many(ORIGINS, origins)  # first definition wins
 
-    async def _insert_summaries(self, summaries: list[dict[str, Any]], chunk: int) -> None:
+    async def _insert_summaries(self, summaries: list[dict[str, Any]]) -> None:
         refused = await self._store.insert_many(EVENTS, summaries)
         if not refused:
             return
+        existing = await self._store.get_many(EVENTS, [summaries[i]["_id"] for i in refused])
         again: list[dict[str, Any]] = []
-        for i in refused:
+        for i, found in zip(refused, existing, strict=True):
             doc = summaries[i]
-            existing = await self._store.get(EVENTS, doc["_id"])
-            if existing is not None and existing.get("seq") == doc["seq"]:
+            if found is not None and found.get("seq") == doc["seq"]:
                 continue  # the same message indexed before (a re-index after a crash)
-            # the same event id published twice under different sequences: keep both, say so
-            again.append({**doc, "_id": f"s:{doc['seq']}", "duplicate_of": doc["_id"]})
+            # the same event id published twice under different sequences: keep both, say so; a trace
+            # finds the event once (by its first copy)
+            again.append({**doc, "_id": f"s:{doc['seq']}", "duplicate_of": doc["_id"], INDEX_KEYS: []})
         await self._store.insert_many(EVENTS, again)
-
-    def _claim(self, key: str) -> int:
-        n = self._next.pop(key, 0)
-        self._next[key] = n + 1
-        if len(self._next) > _CACHE_KEYS:
-            self._next.popitem(last=False)
-        return n
-
-    async def _add_postings(self, postings: Sequence[tuple[str, str, int]]) -> None:
-        pending = list(postings)
-        while pending:
-            claimed = [(key, self._claim(key)) for key, _, _ in pending]
-            docs = [{"_id": posting_id(key, n), "key": key, "n": n, "doc": doc_id, "seq": seq}
-                    for (key, n), (_, doc_id, seq) in zip(claimed, pending, strict=True)]
-            refused = await self._store.insert_many(POSTINGS, docs)
-            if not refused:
-                return
-            retry_from: dict[str, int] = {}
-            for i in refused:
-                key, n = claimed[i]
-                retry_from[key] = max(retry_from.get(key, 0), n)
-            await self._find_ends(retry_from)
-            pending = [pending[i] for i in refused]
-
-    async def _find_ends(self, occupied: dict[str, int]) -> None:
-        """Finds the first free number of each key, many keys at a time."""
-        limit = asyncio.Semaphore(32)
-
-        async def find_end(key: str, taken: int) -> None:
-            async with limit:
-                end = await self._end_of(key, taken)
-            self._next.pop(key, None)
-            self._next[key] = end
-
-        await asyncio.gather(*(find_end(k, n) for k, n in occupied.items()))
-
-    async def _end_of(self, key: str, occupied: int) -> int:
-        """The first free posting number of ``key``, knowing ``occupied`` is taken (galloping search)."""
-        lo, step = occupied, 1
-        while await self._store.exists(POSTINGS, posting_id(key, lo + step)):
-            lo += step
-            step *= 2
-        hi = lo + step  # free; lo taken
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if await self._store.exists(POSTINGS, posting_id(key, mid)):
-                lo = mid
-            else:
-                hi = mid
-        return hi
-
 
 
 class IndexFollower:

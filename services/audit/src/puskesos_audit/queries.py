@@ -1,7 +1,7 @@
 """The auditor's operations, shared by the HTTP API and the CLI.
 
 Heavy reads (verification, scans for decision and history replay) use a synchronous
-``LogReader`` and run on a worker thread; traces use the async store (point lookups).
+``LogReader`` and run on a worker thread; traces use the async store (indexed lookups).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def checkpoints(reader: LogReader) -> list[dict[str, Any]]:
 def create_checkpoint(reader: LogReader, key: bytes, stream: str) -> dict[str, Any] | None:
     """A checkpoint of the current head (anyone with the key may take one; it is idempotent per seq)."""
     last = reader.last_chunk_number()
-    doc = reader.chunk(last) if last >= 0 else None  # one lookup (a scan of the chunks on FerretDB)
+    doc = reader.chunk(last) if last >= 0 else None
     if doc is None:
         return None
     check = ChainVerifier(from_start=False)

@@ -1,10 +1,10 @@
 """Reading the log in order, fast: verification and whole-log scans (synchronous pymongo).
 
-The chunks are read with one sequential scan of the collection (a worker thread fetches the next
-batch while the caller hashes or decodes), not one lookup per chunk: a scan costs the same on
-every backend, while point lookups cost a scan each on FerretDB 1.24 (it uses no index). The scan
-returns chunks in the order they were written, which is chunk order; a chunk seen early (moved
-or re-inserted) is held back until its turn, and a chunk never seen is reported missing.
+The chunks are read with one query sorted by ``_id`` (the primary key: chunk order), not one
+lookup per chunk; a worker thread fetches the next batch while the caller hashes or decodes.
+A range read (``from_seq``) asks only for the chunks that end at or after it. The order is
+checked, not assumed: a chunk whose number disagrees with its place is held back until its turn,
+and a chunk never seen is reported missing.
 """
 
 from __future__ import annotations
@@ -56,14 +56,14 @@ class LogReader:
             number += 1
         return number
 
-    def _scan(self, batch_size: int) -> Iterator[Document]:
-        """Every chunk document as stored, fetched one batch ahead on a worker thread."""
+    def _scan(self, query: Document, batch_size: int) -> Iterator[Document]:
+        """The chunk documents matching ``query`` in ``_id`` order, fetched one batch ahead on a worker thread."""
         out: queue.Queue[Any] = queue.Queue(maxsize=2)
         stop = threading.Event()
 
         def fetch() -> None:
             try:
-                for doc in self.db[CHUNKS].find({}, batch_size=batch_size):
+                for doc in self.db[CHUNKS].find(query, batch_size=batch_size).sort("_id", 1):
                     if stop.is_set():
                         return
                     out.put(doc)
@@ -87,18 +87,25 @@ class LogReader:
                 with contextlib.suppress(queue.Empty):
                     out.get(timeout=0.1)
 
-    def chunks(self, *, until: int | None = None, batch_size: int = 4) -> Iterator[tuple[int, Document | None]]:
-        """Chunks 0, 1, 2... in order (None for a missing one), up to ``until`` or the last one found."""
+    def chunks(self, *, from_seq: int | None = None, until: int | None = None,
+               batch_size: int = 4) -> Iterator[tuple[int, Document | None]]:
+        """Chunks in order (None for a missing one), up to ``until`` or the last one found: from chunk 0,
+        or from the first chunk that ends at or after ``from_seq``."""
         held: dict[int, Document] = {}
-        expected = 0
-        for doc in self._scan(batch_size):
+        expected: int | None = None if from_seq is not None else 0
+        query: Document = {} if from_seq is None else {"last": {"$gte": from_seq}}
+        for doc in self._scan(query, batch_size):
             number = int(doc.get("n", -1))
+            if expected is None:
+                expected = number
             if number < expected:
                 continue  # a second copy of a chunk already read (verification finds what it means)
             held[number] = doc
             while expected in held:
                 yield expected, held.pop(expected)
                 expected += 1
+        if expected is None:
+            return
         last = max([*held, expected - 1, until if until is not None else -1])
         for number in range(expected, last + 1):
             yield number, held.pop(number, None)
@@ -117,8 +124,8 @@ class LogReader:
                 *, messages_only: bool = True, hashes: bool = True) -> Iterator[Record]:
         """Records in order within ``from_seq..to_seq`` (both optional); ``hashes=False`` skips recomputing
         the chain hashes (for scans that read the messages only)."""
-        for _, doc in self.chunks():
-            if doc is None or (from_seq is not None and int(doc.get("last", 0)) < from_seq):
+        for _, doc in self.chunks(from_seq=from_seq):
+            if doc is None:
                 continue
             if to_seq is not None and int(doc.get("first", 0)) > to_seq:
                 return
@@ -154,9 +161,7 @@ def verify_log(reader: LogReader, *, from_seq: int | None = None, to_seq: int | 
     for problem in problems + outside_problems:
         verifier.report_checkpoint_problem(problem)
     started = from_seq is None
-    for number, doc in reader.chunks(until=int(head.get("chunk", -1))):
-        if doc is not None and from_seq is not None and int(doc.get("last", 0)) < from_seq:
-            continue
+    for number, doc in reader.chunks(from_seq=from_seq, until=int(head.get("chunk", -1))):
         if doc is not None and to_seq is not None and int(doc.get("first", 0)) > to_seq:
             break
         if doc is None:

@@ -2,8 +2,8 @@
 
 The audit log holds copies of the events the other services published, so what it holds about a
 person is the list of those events. The trace index keeps NIKs and KK numbers only as keyed hashes
-(``extract.nik_key`` / ``kk_key``), so the events are found by point reads of the postings of the
-person's NIK and family cards, then of the entities those events name (their cases, complaints,
+(``extract.nik_key`` / ``kk_key``), so the events are found through the index of the keys they are
+listed under: the person's NIK and family cards, then the entities those events name (their cases, complaints,
 allocations...: a ``ReferralIssued`` names the case, not the NIK). Listed per event: its sequence,
 id, type, time, producer, actor and village; the bodies are the other services' records, which
 their own sections export (and they may name other people).
@@ -17,7 +17,7 @@ from typing import Any
 from puskesos_shared.resident_export import ExportHandler, ExportResident, ExportSection, section
 
 from .extract import NARROW_KINDS, kk_key, nik_key
-from .store import EVENTS, AuditStore
+from .store import AuditStore
 
 #: At most this many events are listed (the reply must fit a NATS message); the notes say if more exist.
 MAX_EVENTS = 1000
@@ -43,33 +43,30 @@ class ResidentEvents:
     def __init__(self, store: AuditStore, index_key: bytes) -> None:
         self.store, self.index_key = store, index_key
 
-    async def _postings(self, keys: dict[str, str], seen: dict[str, str]) -> bool:
-        """Adds the summary ids of every posting of ``keys`` to ``seen`` (id -> why); False when capped."""
+    async def _listed(self, keys: dict[str, str], found: dict[str, tuple[dict[str, Any], str]]) -> bool:
+        """Adds the events listed under ``keys`` to ``found`` (id -> (summary, why)); False when capped."""
         for key, concerns in keys.items():
-            for posting in await self.store.postings(key, limit=MAX_EVENTS + 1):
-                seen.setdefault(str(posting["doc"]), concerns)
-                if len(seen) > MAX_EVENTS:
+            for doc in await self.store.listed(key, limit=MAX_EVENTS + 1):
+                found.setdefault(str(doc["_id"]), (doc, concerns))
+                if len(found) > MAX_EVENTS:
                     return False
         return True
 
     async def export(self, req: ExportResident) -> ExportSection:
-        seen: dict[str, str] = {}
+        found: dict[str, tuple[dict[str, Any], str]] = {}
         direct = {nik_key(self.index_key, req.nik): "your NIK",
                   **{kk_key(self.index_key, kk): f"family card {kk}" for kk in req.kk_numbers}}
-        complete = await self._postings(direct, seen)
-        first = [d for d in await self.store.get_many(EVENTS, list(seen)) if d is not None]
+        complete = await self._listed(direct, found)
         entities: dict[str, str] = {}
-        for doc in first:
+        for doc, _ in list(found.values()):
             for key in doc.get("keys") or ():
                 if key.split(":", 1)[0] in NARROW_KINDS and len(entities) < MAX_ENTITIES:
                     entities.setdefault(key, key.split(":", 1)[0])
         if complete:
-            complete = await self._postings({k: f"your {kind} {k.split(':', 1)[1]}" for k, kind in entities.items()},
-                                            seen)
-        docs = {str(d["_id"]): d for d in first}
-        rest = [i for i in seen if i not in docs]
-        docs.update({str(d["_id"]): d for d in await self.store.get_many(EVENTS, rest) if d is not None})
-        events = sorted((_event(d, seen[i]) for i, d in docs.items()), key=lambda e: e["seq"] or 0)[:MAX_EVENTS]
+            complete = await self._listed({k: f"your {kind} {k.split(':', 1)[1]}" for k, kind in entities.items()},
+                                          found)
+        events = sorted((_event(d, concerns) for d, concerns in found.values()), key=lambda e: e["seq"] or 0)
+        events = events[:MAX_EVENTS]
         head, indexed = await self.store.get_head(), await self.store.index_position()
         notes = [RETENTION,
                  f"Index position: chunk {indexed} of the log's {head['chunk']} (events logged since are not listed "

@@ -1,24 +1,23 @@
 """The audit database: chunks of the chain, its head, the trace index and the checkpoints.
 
-Every document is written once (inserts only; an update scans its collection on FerretDB 1.24)
-and is found by ``_id`` equality (the primary-key index on MongoDB; FerretDB 1.24's SQLite
-backend scans the table for every query, ``_id`` included, so lookups there cost a scan). Whole-log
-reads (verification, replays) scan the chunks once instead. Hence:
+The log and the index are insert-only (the head and the index position are the only documents
+updated, each by a guarded ``$set`` that only moves forward). Every lookup is served by an index
+(the whole-log reads of verification and replays read the chunks in ``_id`` order, see ``reader``):
 
-* ``chunks``: ``c:<number>``, consecutive runs of records (see ``chain``);
-* ``meta``: ``head``, the last chunk written and indexed (a hint: the chunks are the truth);
+* ``chunks``: ``c:<number>``, consecutive runs of records (see ``chain``), read by ``_id``;
+* ``meta``: ``head``, the last chunk written (a hint: the chunks are the truth), and ``index``,
+  the last chunk whose trace index is complete;
 * ``events``: one summary per message, ``e:<event id>`` (``s:<seq>`` for a message that is not
-  an event or repeats an event id), with the raw body;
-* ``postings``: ``p:<key>:<n>``, the n-th message that concerns an entity key (``case:<id>``,
-  ``kk:<keyed hash>``, ``ch:<parent event id>`` for the children of an event...);
+  an event or repeats an event id), with the raw body and ``index_keys``: the keys a trace finds it
+  by (``case:<id>``, ``kk:<keyed hash>``, ``ch:<parent event id>`` for the children of an event...),
+  served by the multikey index ``index_keys_1``;
 * ``origins``: ``o:<key>``, the event that defines an entity (the first ``AidAllocated`` of an
-  allocation id...);
+  allocation id...), read by ``_id``;
 * ``checkpoints``: ``cp:<seq>``, signed heads of the chain.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
@@ -31,14 +30,11 @@ from .chain import GENESIS, chunk_id
 
 Document = dict[str, Any]
 
-CHUNKS, META, EVENTS, POSTINGS, ORIGINS, CHECKPOINTS = (
-    "chunks", "meta", "events", "postings", "origins", "checkpoints")
+CHUNKS, META, EVENTS, ORIGINS, CHECKPOINTS = ("chunks", "meta", "events", "origins", "checkpoints")
 HEAD_ID = "head"
 INDEX_ID = "index"
-
-
-def posting_id(key: str, n: int) -> str:
-    return f"p:{key}:{n}"
+INDEX_KEYS = "index_keys"
+LEGACY_POSTINGS = "postings"  # the trace index of earlier versions (numbered postings per key)
 
 
 def origin_id(key: str) -> str:
@@ -57,22 +53,32 @@ class AuditStorePort(Protocol):
     async def insert_many(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> list[int]: ...
     async def get(self, collection: str, doc_id: str) -> Document | None: ...
     async def get_many(self, collection: str, ids: Sequence[str]) -> list[Document | None]: ...
+    async def listed(self, key: str, *, limit: int) -> list[Document]: ...
     async def list_checkpoints(self) -> list[Document]: ...
 
 
 class AuditStore:
-    """The Mongo adapter (pymongo's async API); every write is an insert."""
+    """The Mongo adapter (pymongo's async API)."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
 
     async def ensure(self) -> None:
-        """Creates the head document once (collections need no secondary index: see the module doc)."""
+        """Creates the head and index position documents once, and the index of ``events.index_keys``."""
+        await self.db[EVENTS].create_index(INDEX_KEYS)
         with suppress(DuplicateKeyError):
             await self.db[META].insert_one({"_id": HEAD_ID, "chunk": -1, "seq": 0, "hash": GENESIS,
                                             "updated_at": None})
         with suppress(DuplicateKeyError):
             await self.db[META].insert_one({"_id": INDEX_ID, "chunk": -1})
+
+    async def reset_index(self) -> None:
+        """Drops the trace index (and an earlier version's postings) and rewinds its position: the follower
+        then rebuilds it from the chunks. Only while no follower runs (it would race the rewind)."""
+        for name in (EVENTS, ORIGINS, LEGACY_POSTINGS):
+            await self.db[name].drop()
+        await self.db[META].update_one({"_id": INDEX_ID}, {"$set": {"chunk": -1}}, upsert=True)
+        await self.ensure()
 
     async def index_position(self) -> int:
         """The last chunk whose index is complete (-1: none)."""
@@ -133,25 +139,16 @@ class AuditStore:
         return await self.db[collection].find_one({"_id": doc_id})
 
     async def get_many(self, collection: str, ids: Sequence[str]) -> list[Document | None]:
-        """Point lookups, concurrently (``$in`` would scan the collection)."""
-        return list(await asyncio.gather(*(self.get(collection, i) for i in ids)))
+        """The documents with these ids, in the order asked (None where missing): one ``$in`` on ``_id``."""
+        if not ids:
+            return []
+        found = {d["_id"]: d async for d in self.db[collection].find({"_id": {"$in": list(dict.fromkeys(ids))}})}
+        return [found.get(i) for i in ids]
 
-    async def exists(self, collection: str, doc_id: str) -> bool:
-        return await self.db[collection].find_one({"_id": doc_id}, {"_id": 1}) is not None
-
-    async def postings(self, key: str, *, limit: int = 10_000, window: int = 8) -> list[Document]:
-        """Every posting of ``key`` (read n = 0, 1, 2... until one is missing), at most ``limit``."""
-        out: list[Document] = []
-        n = 0
-        while n < limit:
-            batch = await self.get_many(POSTINGS, [posting_id(key, i) for i in range(n, min(n + window, limit))])
-            for doc in batch:
-                if doc is None:
-                    return out
-                out.append(doc)
-            n += window
-            window = min(window * 2, 64)
-        return out
+    async def listed(self, key: str, *, limit: int) -> list[Document]:
+        """The event summaries listed under ``key`` (``index_keys``), oldest first, at most ``limit``."""
+        cursor = self.db[EVENTS].find({INDEX_KEYS: key}).sort("seq", 1).limit(limit)
+        return [d async for d in cursor]
 
     async def list_checkpoints(self) -> list[Document]:
         docs = [d async for d in self.db[CHECKPOINTS].find({})]

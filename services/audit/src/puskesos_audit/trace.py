@@ -1,7 +1,9 @@
 """Tracing: from an allocation, disbursement, case, complaint, household, KK, NIK or event to the
 roots of every decision on the way, and on to what followed.
 
-The walk uses the index only (point lookups, level by level, concurrently):
+The walk reads the trace index only, level by level, and every query it sends is served by an
+index: summaries and origins by ``_id`` (one ``$in`` per level), an entity's events and an
+event's children by equality on ``events.index_keys`` (its multikey index):
 
 * up: an event's ``causation_id`` and other event links (an allocation's assessment event, a
   notification's source event), and the *origin* of each entity it refers to (a disbursement
@@ -175,8 +177,8 @@ class _Walk:
                 refs += [(doc["_id"], k) for k in doc.get("keys") or []
                          if k not in own and k.split(":", 1)[0] in _REF_KINDS]
             seqs = {str(d["_id"]): int(d["seq"]) for d in frontier}
-            parents = await self.get(EVENTS, [f"e:{p}" for _, p, _ in links])
-            origins = await self.get(ORIGINS, [origin_id(k) for _, k in refs])
+            parents, origins = await asyncio.gather(self.get(EVENTS, [f"e:{p}" for _, p, _ in links]),
+                                                    self.get(ORIGINS, [origin_id(k) for _, k in refs]))
             origin_docs = await self.get(EVENTS, [str(o["doc"]) for o in origins if o is not None])
             nxt: list[Document] = []
             for (child, parent_event, relation), found in zip(links, parents, strict=True):
@@ -207,14 +209,16 @@ class _Walk:
                 if doc.get("event_id"):
                     keys.append((doc["_id"], f"ch:{doc['event_id']}"))
                 keys += [(doc["_id"], k) for k in doc.get("origin_of") or [] if k.split(":", 1)[0] in NARROW_KINDS]
-            lists = await asyncio.gather(*(self.store.postings(k, limit=self.max_nodes) for _, k in keys))
-            self.lookups += sum(len(p) + 1 for p in lists)
+            lists = await asyncio.gather(*(self.store.listed(k, limit=self.max_nodes) for _, k in keys))
+            self.lookups += len(keys)
             wanted: list[tuple[str, str, str]] = []
-            for (parent, key), postings in zip(keys, lists, strict=True):
+            fetched: dict[str, Document] = {}
+            for (parent, key), listed in zip(keys, lists, strict=True):
                 relation = "caused" if key.startswith("ch:") else f"refers_to:{key.split(':', 1)[0]}"
-                wanted += [(parent, str(p["doc"]), relation) for p in postings if str(p["doc"]) != parent]
-            unique = list(dict.fromkeys(doc_id for _, doc_id, _ in wanted if doc_id not in self.docs))
-            fetched = {d["_id"]: d for d in await self.get(EVENTS, unique) if d is not None}
+                for doc in listed:
+                    if str(doc["_id"]) != parent:
+                        wanted.append((parent, str(doc["_id"]), relation))
+                        fetched[str(doc["_id"])] = doc
             nxt: list[Document] = []
             seqs = {str(d["_id"]): int(d["seq"]) for d in frontier}
             for parent, doc_id, relation in wanted:
@@ -242,10 +246,8 @@ async def trace(store: AuditStore, kind: TraceKind, value: str, index_key: bytes
     if kind is TraceKind.EVENT:
         starts = [d for d in await walk.get(EVENTS, [f"e:{value.lower()}"]) if d is not None]
     else:
-        postings = await store.postings(start_key(kind, value, index_key), limit=max_nodes)
-        walk.lookups += len(postings) + 1
-        ids = list(dict.fromkeys(str(p["doc"]) for p in postings))
-        starts = [d for d in await walk.get(EVENTS, ids) if d is not None]
+        starts = await store.listed(start_key(kind, value, index_key), limit=max_nodes)
+        walk.lookups += 1
     starts = [d for d in starts if walk.add(d, "start")]
     await walk.up(starts)
     descendants = await walk.down(starts)
