@@ -2,14 +2,15 @@
 
     uv run python bench/referral_flow.py [--complaints 2000] [--overdue 1000]
 
-Starts nats-server and FerretDB locally (or uses PUSKESOS_NATS_URL / PUSKESOS_MONGO_URL) and runs
+Starts nats-server and the local Mongo engine (or uses PUSKESOS_NATS_URL / PUSKESOS_MONGO_URL) and runs
 ``python -m puskesos_referral`` as real processes. Everything shares the machine's cores.
 
 1. ``assess``: pure evaluations per second of the packaged rule set on varied inputs.
 2. Opening: ``--complaints`` ComplaintFiled events published at once; time until every CaseOpened
    is in the stream (one process). The floor is the same work done by plain nats-py and PyMongo:
    pull each message, insert one document, publish one event, ack. The service does more per
-   complaint (claim insert, read model, outbox removal), all on FerretDB.
+   complaint (claim insert, read model insert, published flag). At the seeds' scale (100k cases,
+   lists per village, the SLA sweep): ``bench/referral_scale.py``.
 3. Escalation: ``--overdue`` cases past their deadline, swept by 1 and then 2 replicas (fresh
    data each time); rate between the first and the last escalation seen on /metrics, and a check
    that the stream holds exactly one CaseEscalated per case.
@@ -62,7 +63,7 @@ FRONT = Actor(kind=ActorKind.OFFICER, id="bench-fo", role=OfficerRole.FRONT_OFFI
 
 
 def start_servers(stack: ExitStack, workdir: Path) -> tuple[str, str]:
-    """nats-server and FerretDB as the tests get them (``PUSKESOS_NATS_URL``/``PUSKESOS_MONGO_URL`` win)."""
+    """nats-server and the Mongo engine as the tests get them (``PUSKESOS_NATS_URL``/``PUSKESOS_MONGO_URL`` win)."""
     nats_handle = resolve_nats(workdir)
     stack.callback(nats_handle.close)
     mongo_handle = resolve_mongo(workdir)

@@ -55,7 +55,7 @@ class World:
     async def snapshot(self, js: JetStreamContext, topology: Topology) -> dict[str, Any]:
         db = self.r.runtime.db
         out: dict[str, Any] = {}
-        for name in ("case_changes", "cases", "pending", "published", "household_revisions", "households",
+        for name in ("case_changes", "cases", "pending", "household_revisions", "households",
                      "rule_sets", "referral_numbers"):
             out[name] = sorted([json.dumps(d, default=str, sort_keys=True) async for d in db[name].find({})])
         out["stream_last_seq"] = (await js.stream_info(topology.events_stream)).state.last_seq

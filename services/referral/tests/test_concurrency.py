@@ -1,7 +1,7 @@
-"""Contended writes across two replicas on FerretDB: no lost change, no duplicate or skipped number.
+"""Contended writes across two replicas: no lost change, no duplicate or skipped number.
 
-FerretDB 1.24 does not make conditional updates atomic (see ``store``); these tests hammer the
-insert-claimed write path and check the history is complete and the read model is current.
+Every change is claimed by inserting its version (see ``store``); these tests hammer that write
+path from two replicas and check the history is complete and the read model is current.
 """
 
 from __future__ import annotations

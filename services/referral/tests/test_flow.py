@@ -1,4 +1,4 @@
-"""The whole flow against real NATS and FerretDB: complaint -> case -> assessment -> referral -> answer -> closure.
+"""The whole flow on real NATS and Mongo: complaint -> case -> assessment -> referral -> answer -> closure.
 
 The complaint and the household are real intake events published into the stream; the service
 runs in-process with its real lifespan; officers use HTTP, the hospital answers over NATS.

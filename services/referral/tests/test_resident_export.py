@@ -1,4 +1,4 @@
-"""The referral service's part of a resident's data export (``export_resident`` over real NATS and FerretDB)."""
+"""The referral service's part of a resident's data export (``export_resident`` over real NATS and the Mongo engine)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from .domain.sla import SlaState
 from .requests import CaseScope, ListCasesQuery, StatusFilter, SummaryQuery
 from .rulebook import RULES_NAME
 from .service import Clock
-from .store import CaseStore
+from .store import CaseStore, open_statuses
 from .views import case_row, summary
 
 
@@ -45,7 +45,7 @@ class CaseQueries:
         today = sla.local_date(query.code, now)  # the time zone follows the province digits
         filters: Document = _scope_filter(query)
         if query.status is StatusFilter.OPEN:
-            filters["status"] = {"$ne": CaseStatus.CLOSED.value}
+            filters["status"] = {"$in": open_statuses()}  # $in (not $ne): the index serves it
         elif query.status is StatusFilter.CLOSED:
             filters["status"] = CaseStatus.CLOSED.value
         if query.sla_state is not None:

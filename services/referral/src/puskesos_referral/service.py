@@ -1,11 +1,12 @@
 """The service layer: each use case loads a case, calls a pure decision, and writes the result.
 
-A write claims the next case version by inserting it (``store.append``; see ``store`` for why an
-insert and not a conditional update): a concurrent change makes the claim fail, and the use case
-re-reads and decides again. The events of a change are stored with it (its outbox), the read
-model is rolled forward, then the events are published (``flush``) and the change is recorded as
-published. What a crash or a broker outage interrupts is finished by the redelivery of the event
-that caused it, or, for commands and escalations, by ``finish_pending`` (at start-up and periodically).
+A write claims the next case version by inserting it with its events (``store.append``: one
+document, as there are no multi-document transactions): a concurrent change makes the claim fail
+with a duplicate key, and the use case re-reads and decides again. The events of a change are
+stored with it (its outbox), the read model is rolled forward, then the events are published
+(``flush``) and the change is flagged published. What a crash or a broker outage interrupts is
+finished by the redelivery of the event that caused it, or, for commands and escalations, by
+``finish_pending`` (at start-up and periodically).
 """
 
 from __future__ import annotations

@@ -1,38 +1,37 @@
-"""Persistence port of the referral service and its MongoDB adapter, correct on FerretDB 1.24 too.
+"""Persistence port of the referral service and its MongoDB adapter.
 
-FerretDB 1.24 applies an update by reading the document and writing the whole document back,
-without comparing: two concurrent conditional updates (``find_one_and_update`` with a version
-in the filter, ``$inc``) can both "succeed" and one change is lost. The only write it makes
-atomic is an insert under a unique key. So every decision here is claimed by an insert:
+There are no multi-document transactions, so every decision is claimed by one insert under a
+unique key, and what a write produces travels with it:
 
-* ``case_changes`` (the source of truth, insert-only, never modified): one document per case
-  version, ``_id`` = ``{case_id}:{version:06d}``, holding the full case state at that version
-  and the events of the change (``events``: the outbox, stored in the same insert). Whoever
-  inserts version v+1 first made the change; a concurrent writer gets a duplicate key, re-reads
-  and decides again.
-* ``published`` (insert-only): ``_id`` = change id, written once every event of that change was
-  confirmed by the broker (an insert, because FerretDB updates are slow and not atomic).
+* ``case_changes`` (the source of truth, insert-only apart from its ``published`` flag): one
+  document per case version, ``_id`` = ``{case_id}:{version:06d}``, holding the full case state at
+  that version and the events of the change (``events``: the outbox, stored in the same insert).
+  Whoever inserts version v+1 first made the change; a concurrent writer gets a duplicate key,
+  re-reads and decides again. ``published`` is set once the broker confirmed every event.
 * ``cases`` (read model for lists and the escalation sweep): the latest state of each case,
-  rolled forward after every change (``sync_case``). Writers decide on it (``current``) and probe
-  the change log (``latest``: versions are contiguous, so ``{case_id}:{v+1}``, ... by ``_id``) only
-  after losing a claim, because every read costs: FerretDB 1.24 on SQLite scans the whole
-  collection even for an ``_id`` lookup (its ``_id`` index is on another JSON expression than the
-  one its queries use); only the unique check of an insert uses an index. On MongoDB all of these
-  are index lookups.
+  rolled forward after every change (``sync_case``: a replace by ``_id``, then a probe for a newer
+  version, so a slower writer's older state never stays). Writers decide on it (``current``) and
+  probe the change log (``latest``: versions are contiguous, so ``{case_id}:{v+1}``, ... by ``_id``)
+  only after losing a claim. Its indexes serve the officers' lists (scope, open statuses as ``$in``,
+  then a range of SLA deadlines) and the sweep (open statuses, levels that can still go up, then
+  the range of level deadlines); sorts are done after the index narrowed the cases.
 * ``pending`` (markers, one per command or escalation writer, written before the claim and
   removed once the change is published): what a crash or a broker outage left half done; the
-  sweep reads this small collection instead of scanning every change. (Changes caused by an
-  event need none: the event is acknowledged only after publishing, so it is redelivered.)
+  sweep reads this small collection instead of every change. (Changes caused by an event need
+  none: the event is acknowledged only after publishing, so it is redelivered.)
 * ``household_revisions`` (insert-only): every revision of HouseholdRegistered/Updated, once.
-  ``households``: the highest revision per KK, rolled forward like ``cases`` (a writer checks
-  for the next revision after writing, so a slower writer of an older revision cannot win).
+  ``households``: the highest revision per KK, rolled forward like ``cases``.
 * ``rule_sets`` (insert-only): published assessment rule sets, ``_id`` = version tag.
 * ``referral_numbers`` (insert-only): ``_id`` = the number ``RJK/{village digits}/{year}/{seq}``,
   unique per referral id too; the next number is claimed by inserting it.
+
+The documents are built by ``change_document``, ``case_document`` and ``referral_number_document``
+(a bulk loader writing what the service writes uses them too).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
@@ -41,6 +40,7 @@ from typing import Any, Protocol
 
 from puskesos_shared.contracts.envelope import Event
 from puskesos_shared.contracts.intake import Household
+from puskesos_shared.contracts.referral import EscalationLevel
 from puskesos_shared.mongo import Document, insert_once, is_duplicate_key
 from puskesos_shared.outbox import outbox_entries
 from puskesos_shared.regions import village_digits
@@ -49,7 +49,8 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from .domain.case import Case, CaseStatus
+from .domain import sla
+from .domain.case import OPEN_STATUSES, Case
 from .domain.rules import RuleSet
 
 Entries = list[dict[str, Any]]
@@ -57,10 +58,38 @@ LIST_PROJECTION = {"assessments": 0, "commands": 0}
 MAX_NUMBER_ATTEMPTS = 50
 #: A marker whose change was never claimed is dropped after this long (the claim follows it at once).
 ABANDONED_MARKER_SECONDS = 120.0
+#: Levels a late case can still leave (the sweep's ``$in``; the top level has no deadline to miss).
+ESCALATING_LEVELS = tuple(level.value for level in EscalationLevel if sla.next_level(level) is not None)
 
 
 def change_id(case_id: uuid.UUID, version: int) -> str:
     return f"{case_id}:{version:06d}"
+
+
+def open_statuses() -> list[str]:
+    """The statuses of a case not closed, as an ``$in`` list (an index serves ``$in``, not ``$ne``)."""
+    return [status.value for status in OPEN_STATUSES]
+
+
+def change_document(case: Case, entries: Entries, *, published: bool = False) -> Document:
+    """The claim of ``case.version``: the case's state at that version and its events (the outbox)."""
+    return {"_id": change_id(case.case_id, case.version), "case_id": str(case.case_id), "version": case.version,
+            "state": case.model_dump(mode="json"), "events": entries, "published": published}
+
+
+def case_document(case: Case) -> Document:
+    """The read model's document of a case."""
+    return {"_id": str(case.case_id), **case.model_dump(mode="json")}
+
+
+def referral_number(village_code: str, year: int, seq: int) -> str:
+    return f"RJK/{village_digits(village_code)}/{year}/{seq:05d}"
+
+
+def referral_number_document(referral_id: uuid.UUID, case_id: uuid.UUID, village_code: str, year: int,
+                             seq: int) -> Document:
+    return {"_id": referral_number(village_code, year, seq), "referral_id": str(referral_id),
+            "case_id": str(case_id), "village_code": village_code, "year": year, "seq": seq}
 
 
 class CaseStore(Protocol):
@@ -104,7 +133,6 @@ class MongoCaseStore:
         self.changes: AsyncCollection[Document] = db["case_changes"]
         self.cases: AsyncCollection[Document] = db["cases"]
         self.markers: AsyncCollection[Document] = db["pending"]
-        self.published: AsyncCollection[Document] = db["published"]
         self.revisions: AsyncCollection[Document] = db["household_revisions"]
         self.households: AsyncCollection[Document] = db["households"]
         self.rule_sets: AsyncCollection[Document] = db["rule_sets"]
@@ -113,9 +141,11 @@ class MongoCaseStore:
     async def create_indexes(self) -> None:
         await self.changes.create_index([("case_id", ASCENDING), ("version", DESCENDING)], name="case_version",
                                         unique=True)
-        await self.cases.create_index([("village_code", ASCENDING), ("status", ASCENDING)], name="village_status")
-        await self.cases.create_index([("kecamatan_code", ASCENDING), ("status", ASCENDING)], name="kecamatan_status")
-        await self.cases.create_index([("status", ASCENDING), ("level_due_on", ASCENDING)], name="escalation")
+        for scope in ("village_code", "kecamatan_code"):  # lists: scope, status ($in), SLA deadline range
+            await self.cases.create_index([(scope, ASCENDING), ("status", ASCENDING), ("sla_due_on", ASCENDING)],
+                                          name=f"{scope.removesuffix('_code')}_status_due")
+        await self.cases.create_index([("status", ASCENDING), ("level", ASCENDING), ("level_due_on", ASCENDING)],
+                                      name="status_level_due")  # the escalation sweep
         await self.households.create_index([("niks", ASCENDING)], name="member_niks")
         await self.cases.create_index([("subject_nik", ASCENDING)], name="subject_nik")
         await self.cases.create_index([("kk_number", ASCENDING)], name="kk_number")
@@ -129,9 +159,7 @@ class MongoCaseStore:
     async def append(self, case: Case, events: Sequence[Event]) -> Entries | None:
         """Claims ``case.version`` with its events in the outbox; None when that version was taken."""
         entries = outbox_entries(events, self.topology)
-        doc = {"_id": change_id(case.case_id, case.version), "case_id": str(case.case_id), "version": case.version,
-               "state": case.model_dump(mode="json"), "events": entries}
-        return entries if await insert_once(self.changes, doc) else None
+        return entries if await insert_once(self.changes, change_document(case, entries)) else None
 
     async def latest(self, case_id: uuid.UUID, *, at_least: int = 0) -> Case | None:
         """The latest version of a case: from the read model's version (or ``at_least``), probe upwards."""
@@ -165,12 +193,11 @@ class MongoCaseStore:
 
     async def sync_case(self, case: Case) -> None:
         """Rolls the read model forward to ``case`` or newer (the loop undoes a slower writer's older state)."""
-        if case.version == 1 and await insert_once(self.cases, {"_id": str(case.case_id),
-                                                                **case.model_dump(mode="json")}):
+        if case.version == 1 and await insert_once(self.cases, case_document(case)):
             return  # a new case: anyone writing a later version replaces this after us
         current = case if case.version > 1 else (await self.latest(case.case_id, at_least=1) or case)
         while True:
-            doc = {"_id": str(current.case_id), **current.model_dump(mode="json")}
+            doc = case_document(current)
             try:
                 await self.cases.replace_one({"_id": doc["_id"]}, doc, upsert=True)
             except Exception as exc:
@@ -205,26 +232,26 @@ class MongoCaseStore:
         return (_case(doc, "state"), list(doc.get("events") or [])) if doc else None
 
     async def mark_published(self, case_id: uuid.UUID, version: int) -> None:
-        await insert_once(self.published, {"_id": change_id(case_id, version)})
+        await self.changes.update_one({"_id": change_id(case_id, version)}, {"$set": {"published": True}})
 
     async def unpublished(self, case_id: uuid.UUID, version: int) -> Entries:
         """The events of a change not yet confirmed as published (empty when published or absent)."""
-        if await self.published.find_one({"_id": change_id(case_id, version)}) is not None:
-            return []
-        found = await self.change(case_id, version)
-        return found[1] if found else []
+        doc = await self.changes.find_one({"_id": change_id(case_id, version)}, {"events": 1, "published": 1})
+        return [] if doc is None or doc.get("published") else list(doc.get("events") or [])
 
     async def escalation_candidates(self, before: dt.date, limit: int) -> list[Case]:
-        query = {"status": {"$ne": CaseStatus.CLOSED.value}, "level": {"$ne": "dinas_sosial"},
+        """Open cases whose level's deadline is before ``before`` and that can still go up, earliest first."""
+        query = {"status": {"$in": open_statuses()}, "level": {"$in": list(ESCALATING_LEVELS)},
                  "level_due_on": {"$lt": before.isoformat()}}
         cursor = self.cases.find(query).sort("level_due_on", ASCENDING).limit(limit)
         return [_case(doc) async for doc in cursor]
 
     async def find_cases(self, query: Document, *, skip: int, limit: int) -> tuple[list[Case], int]:
-        total = await self.cases.count_documents(query)
-        cursor = (self.cases.find(query, LIST_PROJECTION)
-                  .sort([("sla_due_on", ASCENDING), ("_id", ASCENDING)]).skip(skip).limit(limit))
-        return [_case(doc) async for doc in cursor], total
+        """One page, earliest SLA deadline first, and the number of matches (both reads at once)."""
+        page = (self.cases.find(query, LIST_PROJECTION)
+                .sort([("sla_due_on", ASCENDING), ("_id", ASCENDING)]).skip(skip).limit(limit))
+        total, docs = await asyncio.gather(self.cases.count_documents(query), page.to_list())
+        return [_case(doc) for doc in docs], total
 
     async def all_cases(self, query: Document) -> list[Case]:
         return [_case(doc) async for doc in self.cases.find(query, LIST_PROJECTION)]
@@ -281,9 +308,9 @@ class MongoCaseStore:
     # a resident's data export -------------------------------------------------------------------
     async def cases_concerning(self, nik: str, kk_numbers: Sequence[str]) -> list[Case]:
         """Cases whose subject is ``nik`` or whose family card is one of ``kk_numbers``, at their latest version."""
-        query: Document = {"$or": [{"subject_nik": nik}, {"kk_number": {"$in": list(kk_numbers)}}]}
-        docs = [doc async for doc in self.cases.find(query)]
-        cases = [await self._latest_from(uuid.UUID(doc["_id"]), doc) for doc in docs]
+        docs = {doc["_id"]: doc async for doc in self.cases.find({"subject_nik": nik})}  # two indexed finds:
+        docs.update({doc["_id"]: doc async for doc in self.cases.find({"kk_number": {"$in": list(kk_numbers)}})})
+        cases = [await self._latest_from(uuid.UUID(doc["_id"]), doc) for doc in docs.values()]
         return sorted((c for c in cases if c is not None), key=lambda c: c.opened_at)
 
     async def households_listing(self, nik: str) -> list[Document]:
@@ -317,16 +344,14 @@ class MongoCaseStore:
         mine = await self.numbers.find_one({"referral_id": str(referral_id)})
         if mine is not None:
             return str(mine["_id"])
-        digits = village_digits(village_code)
         last = await self.numbers.find_one({"village_code": village_code, "year": year}, {"seq": 1},
                                            sort=[("seq", DESCENDING)])
         seq = int(last["seq"]) + 1 if last else 1
         for _ in range(MAX_NUMBER_ATTEMPTS):
-            number = f"RJK/{digits}/{year}/{seq:05d}"
+            doc = referral_number_document(referral_id, case_id, village_code, year, seq)
             try:
-                await self.numbers.insert_one({"_id": number, "referral_id": str(referral_id), "case_id": str(case_id),
-                                               "village_code": village_code, "year": year, "seq": seq})
-                return number
+                await self.numbers.insert_one(doc)
+                return str(doc["_id"])
             except Exception as exc:
                 if not is_duplicate_key(exc):
                     raise

@@ -47,6 +47,10 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"
 
 
+#: Every status of a case still being worked on (lists and the escalation sweep select these).
+OPEN_STATUSES = tuple(status for status in CaseStatus if status is not CaseStatus.CLOSED)
+
+
 class ReferralStatus(StrEnum):
     ISSUED = "issued"
     ACCEPTED = "accepted"
