@@ -7,6 +7,7 @@ import de.bwaldvogel.mongo.MongoDatabase;
 import de.bwaldvogel.mongo.backend.CollectionOptions;
 import de.bwaldvogel.mongo.backend.CursorRegistry;
 import de.bwaldvogel.mongo.backend.Index;
+import de.bwaldvogel.mongo.backend.IndexKey;
 import de.bwaldvogel.mongo.backend.QueryResult;
 import de.bwaldvogel.mongo.backend.SecondaryIndex;
 import de.bwaldvogel.mongo.backend.memory.MemoryCollection;
@@ -68,22 +69,44 @@ public class IndexedMemoryCollection extends MemoryCollection {
     protected QueryResult queryDocuments(Document query, Document orderBy, int numberToSkip, int limit,
                                          int batchSize, Document fieldSelector) {
         Index<Integer> best = null;
+        Document bestLookup = query;
         int bestScore = 0;
         for (Index<Integer> index : getIndexes()) {
             int score;
+            Document lookup = query;
             if (index instanceof SecondaryIndex<Integer> secondary) {
                 score = secondary.score(query);
+            } else if (index.canHandle(query)) {
+                score = UNIQUE_MATCH;
             } else {
-                score = index.canHandle(query) ? UNIQUE_MATCH : 0;
+                // A unique index also serves a query that adds conditions to its keys ({_id, version: {$lt: v}}):
+                // it narrows the candidates to its keys' match, and every candidate is then checked against the
+                // whole query. mongo-java-server uses a unique index only when the query has exactly its keys.
+                lookup = uniqueKeysOf(index, query);
+                score = lookup != null && index.canHandle(lookup) ? UNIQUE_MATCH - 1 : 0;
             }
             if (score > bestScore) {
                 best = index;
+                bestLookup = lookup;
                 bestScore = score;
             }
         }
         if (best == null) {
             return matchDocuments(query, orderBy, numberToSkip, limit, batchSize, fieldSelector);
         }
-        return matchDocuments(query, best.getPositions(query), orderBy, numberToSkip, limit, batchSize, fieldSelector);
+        return matchDocuments(query, best.getPositions(bestLookup), orderBy, numberToSkip, limit, batchSize,
+            fieldSelector);
+    }
+
+    /** The part of {@code query} on the index's keys, when the query names every one of them; else null. */
+    private static Document uniqueKeysOf(Index<Integer> index, Document query) {
+        Document lookup = new Document();
+        for (IndexKey key : index.getKeys()) {
+            if (!query.containsKey(key.getKey())) {
+                return null;
+            }
+            lookup.put(key.getKey(), query.get(key.getKey()));
+        }
+        return lookup;
     }
 }
