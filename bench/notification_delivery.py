@@ -2,7 +2,7 @@
 
     uv run python bench/notification_delivery.py [--notifications 2000] [--latency-ms 0] [--rate-check 10]
 
-Starts nats-server and FerretDB locally (or uses PUSKESOS_NATS_URL / PUSKESOS_MONGO_URL), a local
+Starts nats-server and the local Mongo engine (or uses PUSKESOS_NATS_URL / PUSKESOS_MONGO_URL), a local
 HTTP provider that honours Idempotency-Key (``puskesos_notification.testing.ProviderSink``) and
 ``python -m puskesos_notification`` as its own process (webhook channel, rate limit out of the way).
 Publishes ``--notifications`` ComplaintFiled events (anonymous complainants with a contact phone:
@@ -17,12 +17,14 @@ each complaint (one more upsert, second consumer) and publishes one event per no
 
 Then checks the per-channel rate limit (``--rate-check`` per second, 10 s of messages) and times the
 outbox sweep query over the deliveries collection (the kit's periodic republish scan).
+The load average before and after is printed: other work on the machine shows there.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 import uuid
@@ -93,7 +95,8 @@ async def measure_service(nats_url: str, topology: Topology, sink: ProviderSink,
     async def all_sent() -> bool:
         return await sent_events(nats_url, topology) >= count
 
-    await wait_until(all_sent, timeout=600, what="every NotificationSent", interval=0.2)
+    done: bool = await wait_until(all_sent, timeout=600, what="every NotificationSent", interval=0.2)
+    assert done
     return time.perf_counter() - started
 
 
@@ -163,6 +166,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="provider latency per request")
     parser.add_argument("--rate-check", type=float, default=10.0, help="rate limit to verify (per second)")
     args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="notification-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         nats_handle, mongo_handle = resolve_nats(workdir), resolve_mongo(workdir)
@@ -200,6 +204,7 @@ def main() -> None:
         asyncio.run(wait_until(lambda: len(rate_sink.snapshot()[1]) >= n, timeout=600, what="all", interval=0.005))
         achieved = (n - 1) / (time.perf_counter() - first)
         print(f"rate limit {args.rate_check:g}/s (burst 1): {n} messages at {achieved:.1f}/s")
+    print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A round end to end in-process (real NATS and FerretDB, the real lifespan, a fake gateway)."""
+"""A round end to end in-process (real NATS and the Mongo server, the real lifespan, a fake gateway)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The notification service's part of a resident's data export (``export_resident``, real NATS and FerretDB)."""
+"""The notification service's part of a resident's data export (``export_resident``, real NATS and the Mongo server)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The service in-process (real lifespan) on real NATS JetStream and FerretDB, with a real HTTP provider."""
+"""The service in-process (real lifespan) on real NATS JetStream and the Mongo server, with a real HTTP provider."""
 
 from __future__ import annotations
 

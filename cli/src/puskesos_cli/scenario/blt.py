@@ -120,7 +120,8 @@ async def import_csv(s: Scenario, path: Path) -> dict[str, Any]:
         return dict(await s.distribution.post(f"/rounds/{s.round_key}/candidates",
                                               {"batch_id": batch_id, "rows": rows}, headers=headers))
 
-    results, _ = await run_pool(chunks, send, concurrency=4, console=s.console, label="recipient rows (chunks)")
+    results, _ = await run_pool(chunks, send, concurrency=4, console=s.console, label="recipient rows imported",
+                                size=len)
     rejected = [r for result in results for r in result["rejected"]]
     total = sum(len(c) for c in chunks)
     await s.distribution.post(f"/rounds/{s.round_key}/imports/{batch_id}/finish",

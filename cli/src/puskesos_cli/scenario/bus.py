@@ -8,7 +8,7 @@ through an ephemeral consumer, never the services' databases.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -80,10 +80,15 @@ class Bus:
         info = await self.js.stream_info(self.topology.dead_letter_stream)
         return int(info.state.messages)
 
-    async def events(self, subject: str | None = None) -> list[dict[str, Any]]:
-        """Every event on the stream (or under ``subject``), oldest first, as JSON objects with ``_seq``."""
+    async def events(self, subject: str | None = None, *,
+                     progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+        """Every event on the stream (or under ``subject``), oldest first, as JSON objects with ``_seq``.
+
+        ``progress(read, total)`` is called after each batch (total: the stream's messages when the read began).
+        """
         stream = self.topology.events_stream
-        if int((await self.js.stream_info(stream)).state.last_seq) == 0:
+        state = (await self.js.stream_info(stream)).state
+        if int(state.last_seq) == 0:
             return []
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE,
                                 inactive_threshold=60.0, max_ack_pending=-1)
@@ -103,6 +108,8 @@ class Bus:
                     if isinstance(body, dict):
                         body["_seq"] = msg.metadata.sequence.stream
                         out.append(slim(body))
+                if progress is not None:
+                    progress(len(out), int(state.messages))
                 info = await sub.consumer_info()
                 if not info.num_pending:  # a snapshot: what was on the stream when we got here
                     break

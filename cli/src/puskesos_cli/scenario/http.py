@@ -113,18 +113,20 @@ def progress_bar(console: Console) -> Progress:
 
 
 async def run_pool(items: Sequence[T], work: Callable[[T], Awaitable[R]], *, concurrency: int, console: Console,
-                   label: str) -> tuple[list[R], float]:
+                   label: str, size: Callable[[T], int] | None = None) -> tuple[list[R], float]:
     """Runs ``work`` over ``items`` with at most ``concurrency`` at once, with a progress bar.
 
+    The bar counts items, or what ``size`` says each item holds (the rows of a chunk).
     Returns the results in the items' order and the seconds it took; the first failure stops the pool.
     """
+    weight = size or (lambda _: 1)
     results: list[R | None] = [None] * len(items)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(items)):
         queue.put_nowait(i)
     started = time.monotonic()
     with progress_bar(console) as progress:
-        task = progress.add_task(label, total=len(items))
+        task = progress.add_task(label, total=sum(weight(item) for item in items))
 
         async def worker() -> None:
             while True:
@@ -133,7 +135,7 @@ async def run_pool(items: Sequence[T], work: Callable[[T], Awaitable[R]], *, con
                 except asyncio.QueueEmpty:
                     return
                 results[i] = await work(items[i])
-                progress.advance(task)
+                progress.advance(task, weight(items[i]))
 
         workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(items))))]
         try:

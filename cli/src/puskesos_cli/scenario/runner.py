@@ -27,7 +27,7 @@ from . import audit, blt, bus, casework, complaints, escalation, households, set
 from .checks import Check, EndState, end_state_checks
 from .context import Scenario, ScenarioOptions
 from .env import ScenarioEnv
-from .http import new_client
+from .http import new_client, progress_bar
 from .officers import Officers
 from .population import Family, generate
 from .report import VillageRow
@@ -54,15 +54,25 @@ class ScenarioResult:
         return all(c.ok for c in self.checks)
 
 
-def population(options: ScenarioOptions) -> tuple[list[Family], list[Family]]:
-    """(registered households, families on the recipient list)."""
+def population(options: ScenarioOptions, console: Console | None = None) -> tuple[list[Family], list[Family]]:
+    """(registered households, families on the recipient list); a long list is generated under a progress bar."""
     registered = list(generate(options.size, seed=options.seed, regency=options.regency))
     if options.recipients is None:
         return registered, [f for f in registered if f.poor]
     # the generator is prefix-stable: the registered households are the first ones of the longer run
     everyone = generate(10**9, seed=options.seed, regency=options.regency)
-    poor = (f for f in everyone if f.poor)
-    return registered, list(itertools.islice(poor, options.recipients))
+    poor = itertools.islice((f for f in everyone if f.poor), options.recipients)
+    if console is None:
+        return registered, list(poor)
+    recipients: list[Family] = []
+    with progress_bar(console) as progress:
+        task = progress.add_task("recipient families generated", total=options.recipients)
+        for family in poor:
+            recipients.append(family)
+            if len(recipients) % 1000 == 0:
+                progress.update(task, completed=len(recipients))
+        progress.update(task, completed=len(recipients))
+    return registered, recipients
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -101,7 +111,7 @@ def sample_allocation(events: list[dict[str, Any]], round_id: str) -> str | None
 
 async def run_scenario(env: ScenarioEnv, options: ScenarioOptions, console: Console) -> ScenarioResult:
     started = time.monotonic()
-    families, recipients = population(options)
+    families, recipients = population(options, console)
     async with new_client(options.concurrency) as client, bus.connect(env) as b:
         s = Scenario(env=env, options=options, console=console, client=client, bus=b,
                      villages=villages_of(options.regency), families=families, recipients=recipients,
@@ -122,7 +132,10 @@ async def run_scenario(env: ScenarioEnv, options: ScenarioOptions, console: Cons
             s.say(f"  every consumer drained and the audit log at the stream's head (seq "
                   f"{caught_up['stream_last_seq']:,}) after {caught_up['waited_seconds']} s")
         with s.phase("end_state", "7. End state: checks, audit verify, a traced allocation"):
-            events = await b.events()
+            with progress_bar(console) as progress:
+                reading = progress.add_task("events read for the checks", total=None)
+                events = await b.events(progress=lambda read, total: progress.update(
+                    reading, completed=read, total=max(read, total)))
             subject = sample_allocation(events, s.round_id) or ""
             verify_report, cases, (tree, diagram), dead_letters = await asyncio.gather(
                 audit.verify(env), summary.case_rows(s),

@@ -8,7 +8,7 @@ publish it. The event and, for an allocation, the disbursement work item are reb
 decision and the work item, so a retried work item republishes the very same messages (same ids,
 same bytes; the broker keeps one copy of each).
 The work item is acknowledged only after they are published: the work queue is the outbox of
-these decisions. Decision documents stay small because FerretDB reads by scanning them.
+these decisions.
 """
 
 from __future__ import annotations

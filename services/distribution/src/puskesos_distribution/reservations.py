@@ -1,13 +1,13 @@
-"""Reserving a round's budget and village quotas with unique inserts only.
+"""Reserving a round's budget and village quotas: slots held by unique inserts.
 
 Why not a guarded counter
 -------------------------
-The obvious protocol, ``find_one_and_update({"_id": round, "allocated": {"$lte": cap - amount}},
-{"$inc": ...})``, is atomic on MongoDB but NOT on FerretDB 1.24 (SQLite backend): there an update
-is a read, a change in Go and a write back, with no lock in between. Measured here: 8 concurrent
-clients each running 50 guarded ``$inc`` with a limit of 100 all succeeded (400 "reservations"),
-and the counter ended at 81 (lost updates). The only write FerretDB makes atomic across clients
-is an insert that a unique index accepts or refuses. So every reservation here is an insert.
+``find_one_and_update({"_id": scope, "used": {"$lt": cap}}, {"$inc": {"used": 1}})`` never
+overspends on MongoDB, but it is one write and recording which allocation holds the place is
+another: a replica killed between the two leaks a place for good (the counter says taken,
+nobody holds it), and a retried work item cannot tell whether its earlier run counted itself.
+Without multi-document transactions the reservation and its holder must be one document, so
+each reservation here is an insert that names both.
 
 The protocol
 ------------
@@ -22,21 +22,20 @@ for a village), under a unique index on (round, scope, number). So:
 * one allocation never holds two slots of a scope (unique ``_id``), even when the same work item
   runs twice at once (its ack wait expired while the first run was alive): the second run finds
   the first run's slot and uses it;
-* a retried work item finds what an earlier run reserved with point reads by ``_id`` (``held``),
-  the only kind of read FerretDB answers without decoding the whole collection.
+* a retried work item finds what an earlier run reserved with point reads by ``_id`` (``held``).
 
 Finding a free slot cheaply, and knowing for sure when none is left:
 
 * a small scope (a village quota, up to ``DIRECT_LIMIT`` slots) is probed number by number: a
-  process starts from the numbers its first read of the round's slots shows free (one scan,
+  process starts from the numbers its first read of the round's slots shows free (one query,
   shared by every village) and moves past a number only after its insert succeeded or was refused
   because another allocation holds it. So when its list runs out, every number has been seen
   taken, and the quota is exhausted, exactly. No leases, no hole hunting;
 * a large scope (the budget of 63,335 families) would make a restarted process probe for long,
-  so each process *leases* small ranges of numbers (``{"_id": "{round}:{scope}:{k}"}`` in
-  ``leases``, found by binary search from the frontier) and hands them out locally. A process
+  so each process *leases* small ranges of numbers (an atomic ``$inc`` of the scope's counter in
+  ``leases`` hands range ``k`` to exactly one caller) and hands them out locally. A process
   killed mid-range leaves a few numbers unused; once every range is leased, a process reads which
-  numbers are taken (one scan for the round, shared) and tries the holes. A slot is never freed,
+  numbers are taken (one query for the round, shared) and tries the holes. A slot is never freed,
   so a read can only show a hole that has been filled since, never hide one; the budget is
   declared exhausted only when a read made after the last failed attempt shows no hole.
 
@@ -56,6 +55,9 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from .store import BUDGET_SLOTS, LEASES, QUOTA_SLOTS, MongoStore
 
@@ -89,12 +91,11 @@ class SlotPool:
         self._store, self.round_id, self.scope, self.size = store, round_id, scope, size
         self.collection = slot_collection(scope)
         self.direct = size <= DIRECT_LIMIT
-        self.range_size = max(2, min(16, size // 512))
+        self.range_size = max(2, min(64, size // 512))  # a dead process leaves fewer than 64 holes
         self._untried: deque[int] | None = None  # direct mode: numbers this process has not tried yet
         self._in_flight = 0  # direct mode: numbers handed out whose insert has not finished
         self._settled = asyncio.Condition()
         self._free: deque[int] = deque()
-        self._lease_hint: int | None = None
         self._ranges_left = True
         self._holes: list[int] = []
         self._holes_read_at = 0.0  # a confirming read must be newer than the last holes tried
@@ -187,36 +188,20 @@ class SlotPool:
                     return None
             return self._holes.pop()
 
-    def _lease_id(self, k: int) -> str:
-        return f"{self.round_id}:{self.scope}:{k}"
-
     async def _lease_range(self) -> int | None:
-        ranges = -(-self.size // self.range_size)
-        if self._lease_hint is None:
-            self._lease_hint = await self._lease_frontier(ranges)
-        k = self._lease_hint
-        while k < ranges:
-            lease = {"_id": self._lease_id(k), "round_id": str(self.round_id), "scope": self.scope, "range": k}
-            if await self._store.insert(LEASES, lease):
-                self._lease_hint = k + 1
-                return k * self.range_size
-            k += 1
-        self._lease_hint = k
-        return None
-
-    async def _lease_frontier(self, ranges: int) -> int:
-        """Where leasing starts: ranges are leased mostly in order, so binary-search the first free one.
-
-        A free range below the answer is not lost: its numbers are found by the hole scan at the end.
-        """
-        low, high = 0, ranges
-        while low < high:
-            mid = (low + high) // 2
-            if await self._store.exists(LEASES, self._lease_id(mid)):
-                low = mid + 1
-            else:
-                high = mid
-        return low
+        """The first number of a range no other caller gets, or None once every range is leased."""
+        counter = f"{self.round_id}:{self.scope}"
+        while True:
+            try:
+                doc = await self._store.db[LEASES].find_one_and_update(
+                    {"_id": counter}, {"$inc": {"leased": 1},
+                                       "$setOnInsert": {"round_id": str(self.round_id), "scope": self.scope}},
+                    upsert=True, return_document=ReturnDocument.AFTER)
+            except DuplicateKeyError:  # two first leases raced to create the counter: the other one did
+                continue
+            assert doc is not None, "an upsert returning the document after the update always has one"
+            first = (int(doc["leased"]) - 1) * self.range_size
+            return first if first < self.size else None
 
     async def _find_holes(self) -> list[int]:
         not_before, self._holes_read_at = self._holes_read_at, time.monotonic()

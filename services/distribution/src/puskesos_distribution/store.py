@@ -1,21 +1,17 @@
-"""The service's MongoDB storage: insert-only records, bulk writes, few reads.
+"""The service's MongoDB storage: decisions as inserts with deterministic ids, in bulk.
 
-FerretDB 1.24 (SQLite) is what the tests and benchmarks run on; two of its traits shape this
-module (measured; see ``reservations`` for the third, non-atomic updates):
-
-* unique indexes are enforced, and bulk inserts stay fast as a collection grows (~17k docs/s);
-* no index is used for reading: every query scans its collection (a point read by ``_id`` in a
-  63k-document collection takes ~0.1 s, a query on another field ~1 s).
-
-So the hot path only inserts (gathered into ``insert_many`` by ``Coalescer``), and reads happen
-where they must: a retried work item looking for what an earlier run did, projection look-ups
-(batched), status and close. Every state change is a new document with a deterministic ``_id``;
-nothing on the hot path is updated in place.
+Every contended decision (which candidate decides a family, which slot of a budget or quota an
+allocation holds, what a candidate or a payout came to) is an insert that a unique index accepts
+or refuses: the first writer wins, a retry or a concurrent run of the same work item finds the
+winner's document, and a crash at any point leaves nothing half-done (see ``reservations``). So
+the hot path only inserts (plus one atomic counter increment per leased range of budget slots),
+and the many small inserts and point reads of the work items a replica handles at once are
+gathered into one ``insert_many`` or one ``_id: {$in}`` read by ``Coalescer``. Lists (a round's
+decisions at close, status counters) are served by the secondary indexes below.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 import uuid
@@ -31,7 +27,7 @@ from .batching import Coalescer
 
 ROUNDS = "rounds"
 CLAIMS = "claims"  # _id: allocation id (round, KK); which candidate decides the family's case
-LEASES = "leases"  # _id: {round}:{scope}:{k}; a replica's range of slot numbers
+LEASES = "leases"  # _id: {round}:{scope}; how many ranges of the scope's slot numbers are leased
 BUDGET_SLOTS = "budget_slots"  # _id: {allocation}:budget; unique (round, scope, number)
 QUOTA_SLOTS = "quota_slots"  # _id: {allocation}:v:{village}; unique (round, scope, number)
 DECISIONS = "decisions"  # _id: {round}:{candidate}; allocated (with the allocation id) or rejected
@@ -55,7 +51,7 @@ _INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     IMPORTS: [[("round_id", ASCENDING)]],
 }
 
-_BATCHED = (CLAIMS, LEASES, BUDGET_SLOTS, QUOTA_SLOTS, DECISIONS, DISBURSEMENTS, IMPORT_ROWS,
+_BATCHED = (CLAIMS, BUDGET_SLOTS, QUOTA_SLOTS, DECISIONS, DISBURSEMENTS, IMPORT_ROWS,
             HOUSEHOLDS, ASSESSMENTS, ROUNDS)
 
 
@@ -112,16 +108,11 @@ class MongoStore:
         return await self._getters[collection](doc_id)
 
     async def _get_many(self, collection: str, ids: list[str]) -> list[Document | None]:
-        coll, unique = self.db[collection], list(dict.fromkeys(ids))
-        if len(unique) <= 64:  # FerretDB pushes a lone ``_id`` equality down to SQLite; ``$in`` it decodes all
-            docs = await asyncio.gather(*(coll.find_one({"_id": i}) for i in unique))
-            found = {i: doc for i, doc in zip(unique, docs, strict=True) if doc is not None}
-        else:
-            found = {doc["_id"]: doc async for doc in coll.find({"_id": {"$in": unique}})}
+        found = {doc["_id"]: doc async for doc in self.db[collection].find({"_id": {"$in": list(set(ids))}})}
         return [found.get(i) for i in ids]
 
     async def by_field(self, collection: str, field: str, value: str) -> list[Document]:
-        """Documents whose ``field`` equals ``value`` (concurrent look-ups share one ``$in`` scan)."""
+        """Documents whose ``field`` equals ``value`` (concurrent look-ups share one indexed ``$in`` query)."""
         return await self._by_field[(collection, field)](value)
 
     async def _by_field_many(self, collection: str, field: str, values: list[str]) -> list[list[Document]]:
@@ -141,7 +132,7 @@ class MongoStore:
                            ) -> set[int]:
         """Slot numbers taken in one scope, as read at ``not_before`` (``time.monotonic()``) or later.
 
-        One scan reads every scope of the round, and a read is reused while it is recent enough:
+        One query reads every scope of the round, and a read is reused while it is recent enough:
         slots are only ever added, so an older read can show a hole that is gone, never hide one.
         """
         key = (collection, str(round_id))
@@ -160,6 +151,3 @@ class MongoStore:
         for round_id, scopes in taken.items():
             self._snapshots[(collection, round_id)] = (started, scopes)
         return [None for _ in rounds]
-
-    async def exists(self, collection: str, doc_id: str) -> bool:
-        return await self.db[collection].find_one({"_id": doc_id}, {"_id": 1}) is not None

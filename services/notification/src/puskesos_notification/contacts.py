@@ -14,18 +14,19 @@ Events do not all carry a phone number, so the service keeps what it needs, keye
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from puskesos_shared.contracts.primitives import Program
 from puskesos_shared.mongo import Document
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from .messages import CaseInfo, RoundInfo
+
+DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +85,7 @@ class MongoContactBook:
                 {"$set": {"phone": phone, "revision": revision, "updated_at": now}}, upsert=True)
         except DuplicateKeyError:
             return False  # a newer revision is stored: this event is stale
-        # one update per member: FerretDB 1.24 answers a bulk write with a duplicate-key upsert in a
-        # shape PyMongo cannot read
-        await asyncio.gather(*(self._member(h, kk_hash, revision) for h in member_hashes if h != moved_in))
+        await self._members(kk_hash, revision, [h for h in member_hashes if h != moved_in])
         if moved_in is not None:  # the person now belongs here, whatever household held them before
             await self.members.update_one({"_id": moved_in}, {"$set": {"kk": kk_hash, "revision": revision}},
                                           upsert=True)
@@ -94,11 +93,23 @@ class MongoContactBook:
             await self.members.delete_one({"_id": moved_out, "kk": kk_hash})
         return True
 
-    async def _member(self, nik_hash: str, kk_hash: str, revision: int) -> None:
-        # a duplicate key: the person belongs to another household now (a transfer), or this revision is stale
-        with suppress(DuplicateKeyError):
-            await self.members.update_one({"_id": nik_hash, "kk": kk_hash, "revision": {"$lte": revision}},
-                                          {"$set": {"revision": revision}}, upsert=True)
+    async def _members(self, kk_hash: str, revision: int, nik_hashes: list[str]) -> None:
+        """Links each person to the household, unless a newer revision or another household holds them.
+
+        One unordered bulk write of guarded upserts: a person whose document does not match the
+        guard (they moved to another household, or a newer revision is stored) makes that upsert
+        collide with its ``_id``, a duplicate-key error for that person only.
+        """
+        if not nik_hashes:
+            return
+        ops = [UpdateOne({"_id": h, "kk": kk_hash, "revision": {"$lte": revision}}, {"$set": {"revision": revision}},
+                         upsert=True) for h in dict.fromkeys(nik_hashes)]
+        try:
+            await self.members.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
 
     async def save_complaint(self, c: ComplaintContact) -> None:
         await self.complaints.update_one({"_id": c.complaint_id}, {"$set": {
