@@ -10,7 +10,7 @@ import typer
 from puskesos_audit.cli import app as audit_app
 from puskesos_distribution.cli import round_app
 
-from . import contracts, demo, resident, services, stack, token
+from . import contracts, demo, registry, resident, services, stack, token
 
 app = typer.Typer(help="Puskesos platform: local stack, services, contracts, demo, rounds, audit, residents.",
                   no_args_is_help=True)
@@ -19,6 +19,7 @@ app.add_typer(services.app, name="services")
 app.add_typer(contracts.app, name="contracts")
 app.add_typer(round_app, name="round", help="Aid rounds (BLT): open, import recipients, status, close.")
 app.add_typer(audit_app, name="audit", help="The audit log: verify, trace, replay, checkpoints.")
+app.add_typer(registry.app, name="registry", help="The household registry: bulk CSV import, sample CSVs.")
 app.add_typer(resident.app, name="resident", help="Residents' personal data (UU PDP): export on request.")
 app.command("demo")(demo.demo)
 app.command("token")(token.token)

@@ -1,4 +1,4 @@
-"""The household registry over HTTP, against the real nats-server and FerretDB."""
+"""The household registry over HTTP, against the real nats-server and the Mongo-compatible server."""
 
 from __future__ import annotations
 

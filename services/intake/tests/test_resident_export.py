@@ -1,4 +1,4 @@
-"""A resident's data export at the intake edge (real NATS and FerretDB; other services faked on the bus).
+"""A resident's data export at the intake edge (real NATS and Mongo-compatible server; other services faked).
 
 The whole export across real service processes is proven in ``tests/e2e/test_resident_export.py``.
 """

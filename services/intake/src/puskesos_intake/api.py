@@ -7,6 +7,9 @@ in scope): case numbers are sequential and guessable, so they are no secret. The
 a system: it asks the ``complaint_status`` NATS command, which answers a view without personal
 data (no names, NIKs, phones or descriptions). ``POST /residents/export`` hands a resident their
 data held by every service (UU PDP; back office or coordinator, resident in scope; see ``exports``).
+``POST /households/search`` finds a household by a member's NIK or by KK, both in the body (URLs are
+logged; ``GET /households/{kk}`` stays for the console). ``POST /households/import`` takes a batch of
+the registry CSV (back office; ``registry_import``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from fastapi.responses import JSONResponse
 from puskesos_shared.auth import CurrentOfficer, Officer, require_role
 from puskesos_shared.commands import CommandError
 from puskesos_shared.contracts.intake import ComplaintCategory, Household
-from puskesos_shared.contracts.primitives import OfficerRole, check_kk_number, check_nik
+from puskesos_shared.contracts.primitives import NIK, KKNumber, OfficerRole, check_kk_number, check_nik
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from .context import Caller
 from .domain.complaints import ComplaintRequest
@@ -28,6 +32,7 @@ from .domain.progress import ComplaintStatus
 from .exports import EXPORT_ROLES, ExportRequest, ResidentExports
 from .filing import ComplaintDesk, FilingResult
 from .registry import HouseholdRecord, HouseholdRegistry, Outcome, RegistrationResult
+from .registry_import import ImportBatch, ImportResult, RegistryImport
 from .status import ComplaintDetail, ComplaintPage, ComplaintViews
 from .transfers import TransferRequest, TransferResult, Transfers
 
@@ -44,6 +49,7 @@ class Intake:
     desk: ComplaintDesk
     views: ComplaintViews
     exports: ResidentExports
+    imports: RegistryImport
 
 
 async def intake(request: Request) -> Intake:
@@ -86,6 +92,41 @@ async def register_household(household: Household, officer: CurrentOfficer, svc:
     if result.outcome is not Outcome.REGISTERED:
         response.status_code = status.HTTP_200_OK
     return result
+
+
+class HouseholdSearch(BaseModel):
+    """Exactly one of ``nik`` (the household the person is a member of now) and ``kk``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nik: NIK | None = None
+    kk: KKNumber | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HouseholdSearch:
+        if (self.nik is None) == (self.kk is None):
+            raise ValueError("give exactly one of nik and kk")
+        return self
+
+
+@households.post("/search", response_model=HouseholdRecord)
+async def search_household(body: HouseholdSearch, officer: CurrentOfficer, svc: IntakeDep) -> HouseholdRecord:
+    """A household by a member's NIK or by its KK, both in the body (never in the URL: URLs are logged)."""
+    if body.nik is not None:
+        return await svc.registry.get_by_nik(body.nik, caller_of(officer))
+    assert body.kk is not None
+    return await svc.registry.get(body.kk, caller_of(officer))
+
+
+@households.post("/import", response_model=ImportResult)
+async def import_households(batch: ImportBatch, officer: CurrentOfficer, svc: IntakeDep) -> ImportResult:
+    """Registers a batch of rows of the registry CSV (``puskesos registry import`` streams a file in batches).
+
+    The same rules and events as ``POST /households``; rejected households come back with row, column
+    and rule (never the value). Importing the same rows again registers nothing twice.
+    """
+    require_role(officer, *HOUSEHOLD_WRITERS)
+    return await svc.imports.import_batch(batch, caller_of(officer))
 
 
 @households.put("/{kk}", response_model=RegistrationResult)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from fastapi import FastAPI
+from nats.js import JetStreamContext
 from puskesos_shared.commands import CommandReply, send_command
 from puskesos_shared.messaging import subscribe_events
 from puskesos_shared.resident_export import ExportResident
@@ -21,11 +23,25 @@ from .handlers import CONSUMER, CaseProgress
 from .niks import NikOwnership
 from .recovery import run_recovery
 from .registry import HouseholdRegistry
+from .registry_import import RegistryImport
 from .resident_data import ResidentData
 from .settings import IntakeSettings
 from .status import ComplaintViews
 from .store import IntakeStore
 from .transfers import Transfers
+
+
+def jetstream_of(runtime: ServiceRuntime, in_flight: int) -> Callable[[], JetStreamContext]:
+    """One JetStream context for async publishes, made on first use (the broker is connected by then)."""
+    made: list[JetStreamContext] = []
+
+    def get() -> JetStreamContext:
+        if not made:
+            made.append(runtime.broker.config.connection_state.connection.jetstream(
+                publish_async_max_pending=in_flight))
+        return made[0]
+
+    return get
 
 
 async def configure(runtime: ServiceRuntime) -> None:
@@ -42,7 +58,8 @@ async def configure(runtime: ServiceRuntime) -> None:
     niks = NikOwnership(owners=store.nik_owners, households=store.households, transfers=store.transfers,
                         secret=secret, grace=grace, clock=utc_now)
     ctx = Context(store=store, niks=niks, topology=runtime.topology, relay=runtime.relay,
-                  faults=Faults(settings.intake_fault), clock=utc_now, grace=grace)
+                  faults=Faults(settings.intake_fault), clock=utc_now, grace=grace,
+                  jetstream=jetstream_of(runtime, settings.intake_import_publish_in_flight))
     registry = HouseholdRegistry(ctx)
     views = ComplaintViews(ctx)
     desk = ComplaintDesk(ctx, views)
@@ -51,7 +68,8 @@ async def configure(runtime: ServiceRuntime) -> None:
         return await send_command(runtime.broker.config.connection_state.connection, subject, body, timeout=timeout)
 
     exports = ResidentExports(ctx, ResidentData(ctx, views), request, settings.intake_export_timeout_seconds)
-    svc = Intake(registry=registry, transfers=Transfers(ctx, registry), desk=desk, views=views, exports=exports)
+    svc = Intake(registry=registry, transfers=Transfers(ctx, registry), desk=desk, views=views, exports=exports,
+                 imports=RegistryImport(ctx, registry))
     runtime.state["intake"] = svc
     subscribe_events(runtime.broker, runtime.topology, runtime.dead_letters, consumer=CONSUMER,
                      events=CASE_EVENTS, handler=CaseProgress(views, desk).handle)

@@ -1,4 +1,4 @@
-"""What the use cases share: the store, the NIK ownership, the outbox relay, the clock, the caller."""
+"""What the use cases share: the store, the NIK ownership, the outbox relay, JetStream, the clock, the caller."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from nats.js import JetStreamContext
 from puskesos_shared.commands import CommandError
 from puskesos_shared.contracts.envelope import Actor, Event
 from puskesos_shared.messaging import PublishError
@@ -57,6 +58,7 @@ class Context:
     faults: Faults
     clock: Clock
     grace: dt.timedelta
+    jetstream: Callable[[], JetStreamContext]  # for batched async publishes (the bulk import)
 
     def entries(self, events: Iterable[Event]) -> list[dict[str, Any]]:
         return outbox_entries(events, self.topology)

@@ -2,11 +2,10 @@
 
 Case numbers (``{village 10 digits}/{year}/{sequence}``, per village per year)
 -----------------------------------------------------------------------------
-A counter incremented with ``$inc`` and a complaint inserted afterwards are two writes: a crash
-between them burns a number (a gap), and on FerretDB 1.24 ``$inc`` is not even atomic (an update
-is read-then-write; concurrent increments are lost, we measured 200 increments ending at 9).
-So the number is not reserved apart from the complaint: **the complaint document is inserted
-with its number**, and the unique index on ``case_number`` decides. The insert also holds the
+A counter incremented with ``$inc`` and a complaint inserted afterwards are two writes, and without
+multi-document transactions a crash between them burns a number (a gap). So the number is not
+reserved apart from the complaint: **the complaint document is inserted with its number**, and
+the unique index on ``case_number`` decides. The insert also holds the
 ComplaintFiled event in ``_outbox``. Hence:
 
 * a number exists if and only if its complaint exists (one write); nothing to repair after a crash;

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +113,17 @@ class NikOwnership:
             if await self.owners.append(key, current.number if current else 0, self._claim(hid, for_revision)):
                 return
         raise ClaimContended
+
+    async def claim_new(self, claims: Sequence[tuple[str, str]], for_revision: int = 1) -> set[int]:
+        """First claims of many NIKs at once, ``(nik, household id)`` each, in one write (the bulk import).
+
+        A claim goes in only where the NIK has no ownership record at all (version 1 is free), so it
+        can take nothing from anyone. Returns the positions refused: NIKs with a record already (an
+        earlier run, another household, the same NIK twice); decide those one by one with ``claim``.
+        """
+        at = self.clock()
+        items = [(self.key(nik), {**self._claim(hid, for_revision), "at": at}, ()) for nik, hid in claims]
+        return await self.owners.append_first_many(items, at=at)
 
     async def release(self, nik: str, hid: str, revision: int) -> None:
         """Gives up ``hid``'s claim (the member left in ``revision``); a no-op if someone else holds it."""

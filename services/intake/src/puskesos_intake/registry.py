@@ -112,6 +112,16 @@ class HouseholdRegistry:
         caller.require(record.household.address.village_code)
         return record
 
+    async def get_by_nik(self, nik: str, caller: Caller) -> HouseholdRecord:
+        """The household the NIK is a member of now (through the NIK's keyed-hash ownership record)."""
+        latest = await self.ctx.niks.household_of(nik)
+        if latest is None:
+            raise CommandError("household_not_found", "no registered household has a member with this NIK",
+                               status=404)
+        record = record_of(latest)
+        caller.require(record.household.address.village_code)
+        return record
+
     async def register(self, household: Household, caller: Caller, *, must_exist: bool = False) -> RegistrationResult:
         if not village_exists(household.address.village_code):
             raise unknown_village()

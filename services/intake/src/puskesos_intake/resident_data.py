@@ -53,11 +53,8 @@ class IntakePart:
 
 
 async def all_versions(versions: MongoVersions, key: str) -> list[Version]:
-    """Every version of a key, oldest first (point reads by ``_id`` until one is missing)."""
-    out: list[Version] = []
-    while (found := await versions.get(key, len(out) + 1)) is not None:
-        out.append(found)
-    return out
+    """Every version of a key, oldest first."""
+    return await versions.history(key)
 
 
 def masked(kind: Any, value: str) -> str:

@@ -34,6 +34,10 @@ class IntakeSettings(ServiceSettings):
         description="How long a resident's data export waits for each service's part before it names the "
                     "service as unavailable.",
     )
+    intake_import_publish_in_flight: int = Field(
+        default=512, ge=1, le=4000,
+        description="JetStream publishes a registry import batch keeps in flight (async, each with Nats-Msg-Id).",
+    )
     intake_fault: str | None = Field(
         default=None,
         description=f"Test-only fault injection (PUSKESOS_INTAKE_FAULT), one of {', '.join(FAULT_POINTS)}.",

@@ -1,19 +1,21 @@
 """The intake service's collections, their indexes, and the start-up check of the NIK hash key.
 
-Storage rules on FerretDB 1.24 (see ``versioned``): a document is either written once (inserted,
+Storage rules (no multi-document transactions): a document is either written once (inserted,
 then only its ``_outbox`` entries are pulled by the relay) or a derived view whose writers all
 recompute it from write-once sources. Contended decisions (case numbers, NIK ownership, open
-complaints, household revisions) are inserts against a unique index.
+complaints, household revisions) are inserts against a unique index: exactly one writer wins,
+the write carries its events in ``_outbox``, and the versions stay as the history the resident's
+data export reads (see ``versioned``).
 
 | collection | written | holds |
 |---|---|---|
-| ``household_revisions`` (+ ``_heads``) | once per revision | the household, warnings, its event in ``_outbox`` |
+| ``household_revisions`` | once per revision | the household, warnings, its event in ``_outbox`` |
 | ``nik_owners`` | once per version | which household holds a NIK (keyed by HMAC) |
 | ``transfers`` | once, then ``state`` by the saga | a member's move between households |
 | ``complaints`` | once, with the case number | the complaint and ComplaintFiled in ``_outbox`` |
 | ``case_counters`` | hint | the highest case number known per village and year |
 | ``open_complaints`` | once per version | the open complaint per (resident, category) |
-| ``complaint_progress`` (+ ``_heads``) | once per version | status and history from case events |
+| ``complaint_progress`` | once per version | status and history from case events |
 | ``case_links`` | once | case id -> complaint id |
 | ``complaint_views`` | derived | per case number: the listing row and the status lookup |
 | ``export_log`` | once per export | the access log of residents' data exports (NIK as HMAC, who, when, answers) |
@@ -43,8 +45,8 @@ class IntakeStore:
     def __post_init__(self) -> None:
         db = self.db
         self.households = MongoVersions(db, "household_revisions")
-        self.nik_owners = MongoVersions(db, "nik_owners", heads=False)
-        self.open_complaints = MongoVersions(db, "open_complaints", heads=False)
+        self.nik_owners = MongoVersions(db, "nik_owners")
+        self.open_complaints = MongoVersions(db, "open_complaints")
         self.progress = MongoVersions(db, "complaint_progress")
         self.transfers: AsyncCollection[Document] = db["transfers"]
         self.complaints: AsyncCollection[Document] = db["complaints"]

@@ -1,26 +1,22 @@
-"""Records that change by appending versions: the only compare-and-set FerretDB 1.24 gives us.
+"""Records that change by appending versions: a compare-and-set that also keeps the history.
 
-FerretDB 1.24 (SQLite) runs an update as "read the matching documents, then write them back
-whole" in separate steps, so two concurrent updates of one document lose one of them and a
-guard in the filter (``{"revision": 3}``) guarantees nothing; only unique indexes hold under
-concurrency. A record that several writers may change is therefore a series of documents
-``{_id: "<key>#<n>"}``: writing version n+1 is an insert, and the unique ``_id`` lets exactly one
-writer win; the loser reads the new latest version and decides again.
+A record that several writers may change (a household, a NIK's owner, the open complaint of a
+resident and category, a complaint's progress) is a series of documents ``{_id: "<key>#<n>"}``.
+Writing version n+1 is an insert: the unique ``_id`` lets exactly one writer win, and the loser
+reads the new latest version and decides again. MongoDB could do the compare-and-set alone with a
+guarded update (``{_id: key, n: v}``), but the versions themselves are kept on purpose: they are the
+history the resident's data export reads (every household a NIK belonged to, every complaint filed
+under it, each household revision with who changed what) and each version carries the outbox of
+the change that made it, written once and never overwritten.
 
-``<name>_heads`` keeps a copy of a recent version per key so that reading the latest costs two
-point reads (the head, and a probe for the next number); records with few versions (NIK owners,
-open complaints) go without heads and probe from the first version, which saves a write.
-Heads are hints written after the insert, by plain updates that may be lost or overtaken; a
-head only ever names a version that exists, so probing forward from it always ends at the true
-latest one. Every query here is a point read by ``_id`` (FerretDB pushes down only those;
-anything else scans the collection).
+The latest version of a key, and its whole history, are one query each on the ``key_n`` index
+(``key`` equal, sorted by ``n``); a version by number is a point read by ``_id``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,7 +24,9 @@ from puskesos_shared.mongo import Document
 from puskesos_shared.outbox import OUTBOX_FIELD
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,24 +50,20 @@ class Versions(Protocol):
 
 
 class MongoVersions:
-    def __init__(self, db: AsyncDatabase[Document], name: str, *, heads: bool = True) -> None:
+    def __init__(self, db: AsyncDatabase[Document], name: str) -> None:
         self.collection: AsyncCollection[Document] = db[name]
-        self.heads: AsyncCollection[Document] | None = db[f"{name}_heads"] if heads else None
 
     async def create_indexes(self) -> None:
         await self.collection.create_index([("key", 1), ("n", 1)], name="key_n")
 
     async def latest(self, key: str) -> Version | None:
-        head = await self.heads.find_one({"_id": key}) if self.heads is not None else None
-        number, data = (int(head["n"]), dict(head["data"])) if head else (0, None)
-        while True:
-            following = await self.collection.find_one({"_id": version_id(key, number + 1)})
-            if following is None:
-                break
-            number, data = int(following["n"]), dict(following["data"])
-        if data is None:
-            return None
-        return Version(key=key, number=number, data=data)
+        doc = await self.collection.find_one({"key": key}, {"n": 1, "data": 1}, sort=[("n", -1)])
+        return Version(key=key, number=int(doc["n"]), data=dict(doc["data"])) if doc else None
+
+    async def history(self, key: str) -> list[Version]:
+        """Every version of a key, oldest first (one query on the ``key_n`` index)."""
+        cursor = self.collection.find({"key": key}, {"n": 1, "data": 1}).sort("n", 1)
+        return [Version(key=key, number=int(doc["n"]), data=dict(doc["data"])) async for doc in cursor]
 
     async def get(self, key: str, number: int) -> Version | None:
         doc = await self.collection.find_one({"_id": version_id(key, number)})
@@ -84,8 +78,25 @@ class MongoVersions:
             await self.collection.insert_one(doc)
         except DuplicateKeyError:
             return False
-        if self.heads is None:
-            return True
-        with suppress(DuplicateKeyError):  # two first heads racing: either is a valid hint
-            await self.heads.update_one({"_id": key}, {"$set": {"n": number, "data": data}}, upsert=True)
         return True
+
+    async def append_first_many(self, items: Sequence[tuple[str, dict[str, Any], Sequence[dict[str, Any]]]], *,
+                                at: dt.datetime) -> set[int]:
+        """Writes version 1 of many keys in one unordered insert: ``(key, data, outbox)`` each.
+
+        Returns the positions refused because that key already has a version 1 (another writer, an
+        earlier run, or the same key earlier in ``items``); each went in or not, as ``append`` would.
+        """
+        docs: list[Document] = [{"_id": version_id(key, 1), "key": key, "n": 1, "data": data, "at": at,
+                                 OUTBOX_FIELD: list(outbox)} for key, data, outbox in items]
+        if not docs:
+            return set()
+        try:
+            await self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+            if others:
+                raise
+            return {int(e["index"]) for e in errors}
+        return set()
