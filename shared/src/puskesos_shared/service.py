@@ -127,6 +127,7 @@ def create_service_app(
                 await configure(runtime)
             await broker.start()
             if runtime.outbox_collections:
+                await runtime.outbox.ensure_indexes()
                 await runtime.outbox.republish_pending()
                 tasks.append(asyncio.create_task(runtime.outbox.run_sweeper()))
             tasks.extend(asyncio.create_task(loop()) for loop in runtime.background)  # type: ignore[arg-type]

@@ -108,7 +108,7 @@ class IndexFollower:
     """Indexes committed chunks in order, behind the appender (``meta.index`` is its position)."""
 
     def __init__(self, store: AuditStore, indexer: Indexer, wake: asyncio.Event | None = None,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 10.0) -> None:
         self.store, self.indexer = store, indexer
         self.wake = wake or asyncio.Event()
         self.poll_seconds = poll_seconds

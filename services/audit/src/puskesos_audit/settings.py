@@ -26,7 +26,8 @@ class AuditSettings(ServiceSettings):
     audit_appender: bool = Field(default=True, description="Append the stream to the log (False: query API only)")
     audit_chunk_max_records: int = Field(default=1024, ge=1, le=4096, description="Records per chunk at most")
     audit_chunk_max_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=12 * 1024 * 1024)
-    audit_fetch_timeout_seconds: float = Field(default=1.0, gt=0)
+    audit_fetch_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Long poll of the events stream (returns as soon as events arrive)")
     audit_checkpoint_every_records: int = Field(default=10_000, ge=1)
     audit_checkpoint_every_seconds: float = Field(default=300.0, gt=0)
     audit_rules_dir: str = Field(

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import uvicorn
 from fastapi import FastAPI, Header, HTTPException, Query
 from fastapi.responses import JSONResponse
+from puskesos_shared.service import IdleFriendlyServer
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -189,7 +190,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--failure-rate must be in [0, 1)")
     config = SimConfig(latency_seconds=args.latency_ms / 1000, failure_rate=args.failure_rate,
                        decline_prefix=args.decline_prefix, seed=args.seed, ledger_path=args.ledger)
-    uvicorn.run(create_gateway_app(config), host=args.host, port=args.port, log_level="warning", access_log=False)
+    server = IdleFriendlyServer(uvicorn.Config(create_gateway_app(config), host=args.host, port=args.port,
+                                               log_level="warning", access_log=False))
+    server.run()
 
 
 if __name__ == "__main__":

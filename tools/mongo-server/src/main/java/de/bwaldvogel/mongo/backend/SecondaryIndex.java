@@ -20,7 +20,7 @@ import de.bwaldvogel.mongo.bson.Document;
  * <p>Keys are kept in a sorted map, so a query is served when it gives an equality (or {@code $in})
  * on a prefix of the index keys, optionally followed by a range ({@code $gt/$gte/$lt/$lte}) on the
  * next key: {@code {village_code: v}} or {@code {status: "open", due_at: {$lt: t}}} on an index
- * {@code (status, due_at)}. The positions it returns are candidates: the collection still applies the
+ * {@code (status, due_at)}; a sparse index also serves {@code {key: {$exists: true}}} (the outbox sweep). The positions it returns are candidates: the collection still applies the
  * whole query to each document, so the index only has to return a superset of the matches. Sorts do
  * not use it (the candidates are sorted in memory).
  *
@@ -198,6 +198,12 @@ public class SecondaryIndex<P extends Comparable<P>> extends Index<P> {
                 Object upper = operators.containsKey("$lt") ? operators.get("$lt") : operators.get("$lte");
                 return new Plan(prefix, lower == null ? null : Utils.normalizeValue(lower),
                     upper == null ? null : Utils.normalizeValue(upper), true);
+            }
+            if (isSparse() && query.get(key) instanceof Document operators && operators.size() == 1
+                && Boolean.TRUE.equals(operators.get("$exists"))) {
+                // a sparse index holds every document that has one of its keys: all its entries
+                // (under the equality prefix) are a superset of {key: {$exists: true}}
+                return new Plan(prefix, null, null, true);
             }
             break;
         }
