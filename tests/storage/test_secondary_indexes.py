@@ -125,6 +125,10 @@ def queries(rng: random.Random) -> list[tuple[Document, list[tuple[str, int]], i
         ({"tag": "x"}, [], 0, 0),
         ({"tag": None}, [], 0, 0),
         ({"tag": {"$in": [None, "y"]}}, [], 0, 0),
+        ({"tag": {"$exists": True}}, [], 0, 0),  # the sparse index's entries (the outbox sweep's shape)
+        ({"tag": {"$exists": True}, "seq": {"$lt": rng.randint(0, 9)}}, [], 0, 0),
+        ({"_id": f"d{rng.randint(0, 700):05d}", "seq": {"$lt": rng.randint(0, 9)}}, [], 0, 0),  # a guarded update
+        ({"_id": {"$in": [f"d{rng.randint(0, 700):05d}" for _ in range(20)]}, "status": s}, [], 0, 0),
         ({"_id": {"$in": [f"d{rng.randint(0, 700):05d}" for _ in range(20)]}}, [], 0, 0),
         ({"_id": {"$regex": "7$"}, "village_code": v}, [], 0, 0),
     ]

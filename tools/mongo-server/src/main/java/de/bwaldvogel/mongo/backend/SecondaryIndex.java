@@ -20,7 +20,8 @@ import de.bwaldvogel.mongo.bson.Document;
  * <p>Keys are kept in a sorted map, so a query is served when it gives an equality (or {@code $in})
  * on a prefix of the index keys, optionally followed by a range ({@code $gt/$gte/$lt/$lte}) on the
  * next key: {@code {village_code: v}} or {@code {status: "open", due_at: {$lt: t}}} on an index
- * {@code (status, due_at)}; a sparse index also serves {@code {key: {$exists: true}}} (the outbox sweep). The positions it returns are candidates: the collection still applies the
+ * {@code (status, due_at)}; a sparse index also serves {@code {key: {$exists: true}}} (the outbox
+ * sweep). The positions it returns are candidates: the collection still applies the
  * whole query to each document, so the index only has to return a superset of the matches. Sorts do
  * not use it (the candidates are sorted in memory).
  *
