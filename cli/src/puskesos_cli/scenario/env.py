@@ -71,8 +71,10 @@ def service_env(service: str, *, gateway_url: str, notifications_file: Path, clo
     request per transfer would spend the two cores on HTTP instead of on the round.
     """
     if service == "referral":
-        return {CLOCK_FILE_ENV: str(clock_file), "PUSKESOS_ESCALATION_INTERVAL_SECONDS": "1",
-                "PUSKESOS_PENDING_SWEEP_SECONDS": "2"}
+        # the SLA step waits for the escalation loop (every 5 s here, 60 s by default); a
+        # shorter period would keep the stack busy after the demo (--keep) for nothing
+        return {CLOCK_FILE_ENV: str(clock_file), "PUSKESOS_ESCALATION_INTERVAL_SECONDS": "5",
+                "PUSKESOS_PENDING_SWEEP_SECONDS": "5"}
     if service == "distribution":
         env = {"PUSKESOS_GATEWAY_URL": gateway_url, "PUSKESOS_GATEWAY_NAME": "bank-sim",
                "PUSKESOS_DISBURSE_MAX_ATTEMPTS": "4", "PUSKESOS_WORK_BACKOFF_INITIAL_SECONDS": "0.2",
