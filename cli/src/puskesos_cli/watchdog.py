@@ -20,9 +20,9 @@ import os
 import select
 import signal
 import sys
-import time
-from contextlib import suppress
 from pathlib import Path
+
+from .state import process_from
 
 NOTICE_FILE = "engine-stopped.txt"
 
@@ -42,41 +42,18 @@ def wait_for_exit(pid: int) -> None:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    return True
-
-
-def _stop(pid: int, timeout: float = 10.0) -> None:
-    with suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def stop_stack(stack_dir: Path, engine_pid: int) -> list[str]:
     """Stops the services and nats-server recorded in the stack's state; returns what it stopped."""
     state_path = stack_dir / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     stopped = []
     for entry in state.get("services", []):
-        _stop(int(entry["pid"]), timeout=10)
+        process_from(entry).stop(timeout=10)
         stopped.append(str(entry["name"]))
     for name, entry in state.get("servers", {}).items():
         pid = int(entry.get("pid", 0))
         if pid > 0 and pid != engine_pid and name != "watchdog":
-            _stop(pid)
+            process_from(entry).stop()
             stopped.append(name)
     return stopped
 
