@@ -107,10 +107,16 @@ def ensure_engine_jar() -> Path:
         return build_mongo_server(quiet=True)
 
 
-def engine_notice() -> str | None:
-    """What the watchdog left when the engine died without ``stack down`` (None otherwise)."""
+def engine_notice(*, clear: bool = False) -> str | None:
+    """What the watchdog left when the engine died without ``stack down`` (None otherwise);
+    ``clear`` removes it once read (the stack is starting again)."""
     path = state.stack_dir() / watchdog.NOTICE_FILE
-    return path.read_text().strip() if path.exists() else None
+    if not path.exists():
+        return None
+    notice = path.read_text().strip()
+    if clear:
+        path.unlink()
+    return notice
 
 
 def _reset_nats_data(data_root: Path) -> None:
@@ -140,9 +146,8 @@ def up(namespace: str = "puskesos") -> tuple[str, str]:
     servers = state.load().get("servers", {})
     data_root = state.stack_dir() / "data"
     logs = state.stack_dir() / "logs"
-    if notice := engine_notice():
+    if notice := engine_notice(clear=True):
         console.print(f"[yellow]{notice}[/yellow]")
-        (state.stack_dir() / watchdog.NOTICE_FILE).unlink()
     if "mongo" not in current:
         if mongo_url := os.environ.get("PUSKESOS_MONGO_URL"):
             servers["mongo"] = {"name": "external", "pid": 0, "port": 0, "url": mongo_url, "log": ""}
