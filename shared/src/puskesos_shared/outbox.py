@@ -19,6 +19,8 @@ from contextlib import suppress
 from typing import Any
 
 import structlog
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from pymongo.asynchronous.collection import AsyncCollection
 
 from .contracts.envelope import Event
@@ -46,6 +48,20 @@ def outbox_entries(events: Iterable[Event], topology: Topology) -> list[dict[str
         }
         for e in events
     ]
+
+
+#: How long ``flush_many`` waits for the broker's acknowledgements before handing over to ``flush``.
+ACK_TIMEOUT_SECONDS = 30.0
+
+
+async def _confirmed(futures: list[asyncio.Future[PubAck]]) -> list[bool]:
+    if not futures:
+        return []
+    try:
+        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), ACK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return [f.done() and not f.cancelled() and f.exception() is None for f in futures]
+    return [not isinstance(r, BaseException) for r in results]
 
 
 class OutboxRelay:
@@ -80,6 +96,45 @@ class OutboxRelay:
             if published:
                 # $pullAll removes exactly the entries sent, never one added since
                 await collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX_FIELD: published}})
+
+    async def flush_many(self, js: JetStreamContext, stream: str, collection: AsyncCollection[Document],
+                         docs: Sequence[tuple[Any, Sequence[dict[str, Any]]]]) -> int:
+        """``flush`` for many freshly written documents at batch speed (a bulk import): every entry goes
+        out as an async JetStream publish (its ``Nats-Msg-Id`` header is the event id; ``js`` bounds the
+        publishes in flight), the outboxes whose entries were all confirmed are emptied in one update,
+        and a document with an unconfirmed entry goes through ``flush`` (then the sweep, if the broker
+        is away). Only for documents no other writer adds entries to meanwhile (the update empties the
+        whole outbox). Returns how many entries were confirmed here.
+        """
+        futures: list[asyncio.Future[PubAck]] = []
+        owners: list[int] = []  # the document of each future
+        try:
+            for position, (_, entries) in enumerate(docs):
+                for entry in entries:
+                    futures.append(await js.publish_async(entry["subject"], entry["body"].encode(),
+                                                          headers=dict(entry["headers"]), stream=stream))
+                    owners.append(position)
+        except Exception as exc:  # the connection is away: flush (and the sweep) take the rest
+            log.warning("outbox_bulk_publish_interrupted", published=len(futures),
+                        error=f"{type(exc).__name__}: {exc}")
+        acked = [0] * len(docs)
+        for position, ok in zip(owners, await _confirmed(futures), strict=True):
+            acked[position] += ok
+        done = [(doc_id, entries) for (doc_id, entries), n in zip(docs, acked, strict=True) if n == len(entries)]
+        if done:
+            await collection.update_many({"_id": {"$in": [doc_id for doc_id, _ in done]}},
+                                         {"$set": {OUTBOX_FIELD: []}})
+        for (doc_id, entries), n in zip(docs, acked, strict=True):
+            if n != len(entries):
+                try:
+                    await self.flush(collection, doc_id, entries)
+                except PublishError as exc:  # the broker is away: the relay, now marked dirty, sweeps the rest
+                    log.warning("outbox_bulk_publish_deferred", collection=collection.name, error=str(exc))
+                    break
+        for _, entries in done:
+            for entry in entries:
+                EVENTS_PUBLISHED.labels(event_type=entry.get("event_type", "?")).inc()
+        return sum(len(entries) for _, entries in done)
 
     async def ensure_indexes(self) -> None:
         """A sparse index of the documents holding outbox entries, so the sweep reads only those

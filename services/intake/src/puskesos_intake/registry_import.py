@@ -15,7 +15,7 @@ The speed comes from batching the common case, a KK and NIKs never seen before:
    held the NIK;
 3. their revisions are written in one unordered insert (``_id`` ``<household>#1``, the same
    compare-and-set as ``versioned.append``);
-4. the events are published with async JetStream publishes (``bulk_publish``).
+4. the events are published with async JetStream publishes (``OutboxRelay.flush_many``).
 
 Anything else (a refused claim, a revision someone else wrote first, a changed household) goes
 one by one through ``HouseholdRegistry.register``, which decides it exactly as a registration
@@ -37,7 +37,6 @@ from puskesos_shared.contracts.intake import DataWarning, Household
 from puskesos_shared.regions import village_exists
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .bulk_publish import publish_outboxes
 from .context import Caller, Context, log
 from .domain.households import household_id, nik_warnings, registered_event
 from .domain.registry_rows import COLUMNS, Group, Rejection, Row, group_rows, header_problems, parse_household
@@ -226,5 +225,5 @@ class RegistryImport:
         slow.extend(c for i, c in enumerate(claimed) if i in lost)
         written = [(version_id(key, 1), entries) for i, (key, _, entries) in enumerate(items) if i not in lost]
         counts[Outcome.REGISTERED] += len(written)
-        await publish_outboxes(self.ctx.jetstream(), self.ctx.topology.events_stream, self.versions.collection,
-                               written, self.ctx.relay().flush)
+        await self.ctx.relay().flush_many(self.ctx.jetstream(), self.ctx.topology.events_stream,
+                                          self.versions.collection, written)
