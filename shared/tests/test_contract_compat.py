@@ -1,4 +1,9 @@
-"""A published v1 schema never changes incompatibly; and the check really catches breaking changes."""
+"""A published v1 schema never changes incompatibly, in either direction; the check really catches breaking changes.
+
+Backward: this release reads what producers of the published schema sent. Forward: readers still on
+the published release read what current producers send (they ignore unknown properties and accept
+any value of an open enum, nothing more).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from typing import Any
 
 import pytest
 from puskesos_shared.contracts import EVENT_TYPES, Event, HouseholdRegistered
-from puskesos_shared.contracts.compat import incompatibilities
+from puskesos_shared.contracts.compat import FORWARD_SUFFIX, incompatibilities, reader_view
 from puskesos_shared.contracts.schema_registry import (
     SchemaLayout,
     event_schema,
@@ -98,6 +103,27 @@ def _new_required_in_data(s: Schema) -> None:
     s["$defs"]["HouseholdRegisteredData"]["required"].append("warnings")
 
 
+def _add_enum_value(s: Schema) -> None:
+    s["$defs"]["Relationship"]["enum"].append("anak_angkat")
+
+
+def _make_nullable(s: Schema) -> None:
+    prop = _member(s)["properties"]["occupation"]
+    _member(s)["properties"]["occupation"] = {"anyOf": [prop, {"type": "null"}], "default": ""}
+
+
+def _relax_bound(s: Schema) -> None:
+    _member(s)["properties"]["name"]["maxLength"] = 500
+
+
+def _remove_pattern(s: Schema) -> None:
+    del s["$defs"]["Address"]["properties"]["rt"]["pattern"]
+
+
+def _required_becomes_optional(s: Schema) -> None:
+    _member(s)["required"].remove("birth_date")
+
+
 BREAKING: list[tuple[str, Callable[[Schema], None], str]] = [
     ("remove a property", _remove_property, f"{MEMBER}.occupation: property removed"),
     ("retype a property", _retype_property, f"{MEMBER}.nik: type changed string -> integer"),
@@ -113,6 +139,15 @@ BREAKING: list[tuple[str, Callable[[Schema], None], str]] = [
     ("retype inside a shared $def", _nested_def_envelope, "actor.id: type changed string -> integer"),
     ("default-valued field becomes required", _new_required_in_data,
      "data.warnings: optional property became required"),
+    # forward: readers still on the published release would dead-letter what current producers send
+    ("add a value to a closed enum", _add_enum_value,
+     f"{MEMBER}.relationship: enum values added: ['anak_angkat']{FORWARD_SUFFIX}"),
+    ("make a property nullable", _make_nullable, f"{MEMBER}.occupation: anyOf branch added (null){FORWARD_SUFFIX}"),
+    ("relax a bound", _relax_bound, f"{MEMBER}.name: maxLength relaxed 200 -> 500{FORWARD_SUFFIX}"),
+    ("remove a pattern", _remove_pattern,
+     f"data.household.address.rt: pattern '^([0-9]{{1,3}})?$' removed{FORWARD_SUFFIX}"),
+    ("required becomes optional", _required_becomes_optional,
+     f"{MEMBER}.birth_date: required property became optional{FORWARD_SUFFIX}"),
 ]
 
 
@@ -132,17 +167,8 @@ def _add_optional_property(s: Schema) -> None:
     _member(s)["properties"]["religion"] = {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}
 
 
-def _add_enum_value(s: Schema) -> None:
-    s["$defs"]["Relationship"]["enum"].append("anak_angkat")
-
-
-def _make_nullable(s: Schema) -> None:
-    prop = _member(s)["properties"]["occupation"]
-    _member(s)["properties"]["occupation"] = {"anyOf": [prop, {"type": "null"}], "default": ""}
-
-
-def _relax_bound(s: Schema) -> None:
-    _member(s)["properties"]["name"]["maxLength"] = 500
+def _add_optional_object(s: Schema) -> None:
+    _member(s)["properties"]["school"] = {"anyOf": [{"$ref": "#/$defs/Address"}, {"type": "null"}], "default": None}
 
 
 def _reword(s: Schema) -> None:
@@ -150,17 +176,10 @@ def _reword(s: Schema) -> None:
     _member(s)["title"] = "HouseholdMember"
 
 
-def _remove_pattern(s: Schema) -> None:
-    del s["$defs"]["Address"]["properties"]["rt"]["pattern"]
-
-
 COMPATIBLE: list[tuple[str, Callable[[Schema], None]]] = [
     ("add an optional property", _add_optional_property),
-    ("add an enum value", _add_enum_value),
-    ("make a property nullable", _make_nullable),
-    ("relax a bound", _relax_bound),
+    ("add an optional nested object", _add_optional_object),
     ("change only annotations", _reword),
-    ("remove a pattern", _remove_pattern),
 ]
 
 
@@ -179,9 +198,40 @@ def test_renamed_defs_are_compared_by_use_not_by_name() -> None:
     assert incompatibilities(published, current) == []
 
 
+REJECTED = "AidAllocationRejected.v1.json"
+
+
+def test_an_open_enum_may_gain_and_stop_sending_values() -> None:
+    published = _published(REJECTED)
+    assert published["$defs"]["RejectionReason"]["x-open-enum"] is True
+    current = copy.deepcopy(published)
+    current["$defs"]["RejectionReason"]["enum"].append("no_village_quota")
+    assert incompatibilities(published, current) == []
+    current["$defs"]["RejectionReason"]["enum"].remove("round_closed")
+    assert incompatibilities(published, current) == []
+
+
+def test_opening_a_closed_enum_is_compatible_but_a_value_added_while_closed_is_not() -> None:
+    published = _published(REJECTED)
+    del published["$defs"]["RejectionReason"]["x-open-enum"]  # as published before it was marked open
+    assert incompatibilities(published, _published(REJECTED)) == []
+    current = copy.deepcopy(published)
+    current["$defs"]["RejectionReason"]["enum"].append("no_village_quota")
+    assert incompatibilities(published, current) == [
+        f"data.reason: enum values added: ['no_village_quota']{FORWARD_SUFFIX}"]
+
+
+def test_reader_view_ignores_unknown_properties_and_opens_marked_enums() -> None:
+    reader = reader_view(_published(REJECTED))
+    assert "additionalProperties" not in reader and "additionalProperties" not in reader["$defs"]["Actor"]
+    assert "enum" not in reader["$defs"]["RejectionReason"]
+    assert reader["$defs"]["ActorKind"]["enum"] == ["officer", "system", "external"]  # closed stays closed
+
+
 def test_dictionary_values_and_keys_are_compared() -> None:
     name = "AidRoundClosed.v1.json"
     published = _published(name)
+    del published["$defs"]["RejectionReason"]["x-open-enum"]  # a closed enum as dictionary keys
     current = copy.deepcopy(published)
     by_reason = current["$defs"]["RoundTotals"]["properties"]["rejected_by_reason"]
     by_reason["additionalProperties"] = {"type": "string"}

@@ -97,6 +97,14 @@ def test_rejections_are_checked_against_the_rounds_totals() -> None:
     assert any("duplicate_kk" in x for x in reasons(report(evs)))
 
 
+def test_a_rejection_reason_added_by_a_newer_release_is_unverifiable() -> None:
+    evs = events()
+    by_type(evs, "AidAllocationRejected")["data"]["reason"] = "no_village_quota"  # RejectionReason is open
+    r = report(evs)
+    assert r.ok and [v.event_type for v in r.unverifiable] == ["AidAllocationRejected"]
+    assert "no_village_quota" in r.unverifiable[0].reasons[0]
+
+
 def test_projections_fold_the_round_and_the_village() -> None:
     evs = [e for _, e in events()]
     rid = by_type(events(), "AidRoundOpened")["data"]["round_id"]

@@ -16,7 +16,8 @@ Events are fed in stream order. What is re-derived:
   does not fit one more family, at the rejection or by the round's end: replicas publish in
   parallel, so stream order is not reservation order), ``not_eligible`` (the named assessment
   found the family not eligible; an imported row's eligibility is the social office's list:
-  unverifiable), ``round_closed`` (the round is closed by the end of the log).
+  unverifiable), ``round_closed`` (the round is closed by the end of the log). The reason is an
+  open enum: a reason this release does not know (added by a newer producer) is *unverifiable*.
 * ``AidDisbursed``: pays a logged allocation, its amount and family; never a second payment
   of one allocation.
 """
@@ -34,6 +35,9 @@ from pydantic import BaseModel
 
 from .rules import RuleFormatError, differences, evaluate
 
+#: Rejection reasons this replay can re-derive; any other (a newer release's) is unverifiable.
+VERIFIABLE_REJECTIONS = frozenset({"duplicate_kk", "budget_exhausted", "quota_exhausted", "not_eligible",
+                                   "round_closed"})
 DECISION_TYPES = frozenset({"CaseAssessed", "AidRoundOpened", "AidRoundClosed", "AidAllocated",
                             "AidAllocationRejected", "AidDisbursed"})
 
@@ -209,6 +213,10 @@ class DecisionReplay:
         if rnd is None:
             self._verdict(seq, event_id, "AidAllocationRejected", [f"round {round_id} was never opened in the log"],
                           [])
+            return
+        if reason not in VERIFIABLE_REJECTIONS:
+            self._verdict(seq, event_id, "AidAllocationRejected", [],
+                          [f"reason {reason!r} is not known to this release of the audit service"])
             return
         basis = data.get("basis") or {}
         village = str(data.get("village_code"))

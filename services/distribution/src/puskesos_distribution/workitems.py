@@ -99,6 +99,6 @@ def decode_work_item(body: bytes) -> WorkItem:
     if version != 1:
         raise InvalidMessage(f"unknown schema_version {version!r} of {kind}; this release reads [1]")
     try:
-        return model.model_validate(raw)
+        return model.read(raw)
     except ValidationError as exc:
         raise InvalidMessage(f"{kind} v1 does not match its schema: {describe_validation_error(exc)}") from None

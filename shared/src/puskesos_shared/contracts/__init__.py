@@ -12,7 +12,7 @@ from .distribution import (
     AidRoundOpened,
     DisbursementFailed,
 )
-from .envelope import Actor, ActorKind, Contract, Event, EventMeta
+from .envelope import Actor, ActorKind, Contract, Event, EventMeta, OpenEnum
 from .intake import ComplaintFiled, HouseholdRegistered, HouseholdUpdated
 from .notification import NotificationFailed, NotificationSent
 from .referral import CaseAssessed, CaseClosed, CaseEscalated, CaseOpened, ReferralIssued, ReferralResolved
@@ -41,6 +41,7 @@ __all__ = [
     "InvalidMessage",
     "NotificationFailed",
     "NotificationSent",
+    "OpenEnum",
     "ReferralIssued",
     "ReferralResolved",
     "UnknownEventVersion",

@@ -1,23 +1,31 @@
 """Is a new JSON Schema of an event version compatible with the published one?
 
-The rule: every message valid under the published schema stays valid under the current
-one, and the current one asks for nothing new. Consumers and the audit replay read old
-events through current models, so a published ``vN`` may only widen: adding an optional
-property, adding an enum value or an ``anyOf`` branch, relaxing a bound. Anything else is
-a breaking change and needs ``vN+1`` (a new model and a new subject).
+Published schemas are *writer* schemas: what a producer of the version sends
+(``additionalProperties: false``, every enum value listed). A reader is tolerant
+(``Contract.read``): it ignores properties it does not know, and accepts any string where an
+enum is marked open (``x-open-enum``); ``reader_view`` turns a writer schema into what its
+readers accept. Producers and consumers are deployed independently, so a change must work in
+both directions:
 
-Reported, each with the JSON path of the property (``data.household.members[].nik``):
+* backward: a reader of the current release reads every message a producer of the published
+  schema sent (audit replay reads old events through current models);
+* forward: a reader still on the published release reads every message a current producer
+  sends, without dead-lettering it.
 
-* a property removed;
-* a type changed (including an ``anyOf`` branch removed, enum values removed, a const
-  changed, a format or pattern added or changed, a bound tightened);
-* a property that became required (a new required property, or an optional one turned
-  required);
-* additional properties forbidden where they were allowed.
+So within ``vN`` only these change: an optional property added, a value added to (or no longer
+sent from) an open enum, annotations (title, description, default, examples). Anything else is
+breaking and needs ``vN+1`` (a new model and a new subject). Reported, each with the JSON path
+of the property (``data.household.members[].nik``):
+
+* backward: a property removed; a type changed (including an ``anyOf`` branch removed, enum
+  values removed from a closed enum, a const changed, a format or pattern added or changed, a
+  bound tightened); a property that became required (new, or an optional one turned required);
+* forward (``... ; older readers reject it``): what older readers refuse, such as a value added to
+  a closed enum, an ``anyOf`` branch added (a property made nullable), a type widened, a format
+  or pattern removed, a bound relaxed, a property older readers require made optional.
 
 Local ``$ref`` s (``#/$defs/...``) are resolved on both sides, so nested models, arrays,
-dictionaries and ``$defs`` are compared where they are used. Annotations (title,
-description, default, examples) never matter.
+dictionaries and ``$defs`` are compared where they are used.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from typing import Any
+
+from .envelope import OPEN_ENUM_KEYWORD
 
 Schema = dict[str, Any]
 Branch = tuple[tuple[str, ...], Schema]  # the $refs followed to reach it, the merged schema
@@ -35,9 +45,35 @@ _LOWER_BOUNDS = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minPro
 _UPPER_BOUNDS = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
 
 
+FORWARD_SUFFIX = "; older readers reject it"
+
+
 def incompatibilities(published: Schema, current: Schema) -> list[str]:
-    """Incompatible changes from ``published`` to ``current`` (two schemas of one event version)."""
-    return _Comparison(published, current).compare(published, current, "")
+    """Incompatible changes from ``published`` to ``current`` (two writer schemas of one event version)."""
+    current_reader, published_reader = reader_view(current), reader_view(published)
+    backward = _Comparison(published, current_reader, forward=False).compare(published, current_reader, "")
+    forward = _Comparison(current, published_reader, forward=True).compare(current, published_reader, "")
+    # a change both sides refuse (a retyped property, a changed pattern) reads the same both ways
+    return [*backward, *(f"{problem}{FORWARD_SUFFIX}" for problem in forward if problem not in backward)]
+
+
+def reader_view(schema: Schema) -> Schema:
+    """What a tolerant reader accepts: a model's unknown properties are ignored, an open enum takes any string."""
+
+    def widen(node: Any) -> Any:
+        if isinstance(node, list):
+            return [widen(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {key: widen(value) for key, value in node.items()}
+        if "properties" in out and out.get("additionalProperties") is False:
+            del out["additionalProperties"]
+        if out.get(OPEN_ENUM_KEYWORD) is True:
+            out.pop("enum", None)
+        return out
+
+    widened: Schema = widen(schema)
+    return widened
 
 
 def _join(path: str, name: str) -> str:
@@ -138,9 +174,18 @@ def _merge_all_of(base: Schema, parts: list[Schema]) -> Schema:
 
 
 class _Comparison:
-    def __init__(self, published_root: Schema, current_root: Schema) -> None:
-        self.roots = (published_root, current_root)
+    """Does ``new`` accept every message ``old`` does? Backward: old = published writer, new = current
+    reader. Forward: old = current writer, new = published reader; messages still name the change
+    from published to current."""
+
+    def __init__(self, old_root: Schema, new_root: Schema, *, forward: bool) -> None:
+        self.roots = (old_root, new_root)
+        self.forward = forward
         self.active: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+
+    def _change(self, old: Any, new: Any) -> str:
+        """``published -> current``, whichever side each is on."""
+        return f"{new} -> {old}" if self.forward else f"{old} -> {new}"
 
     # resolution -----------------------------------------------------------------------
 
@@ -194,9 +239,10 @@ class _Comparison:
             if not candidates:
                 if len(old) == 1:
                     now = " | ".join(_kind(b[1]) for b in new)
-                    problems.append(f"{_where(path)}: type changed {kind} -> {now}")
+                    problems.append(f"{_where(path)}: type changed {self._change(kind, now)}")
                 else:
-                    problems.append(f"{_where(path)}: anyOf branch removed ({kind})")
+                    verb = "added" if self.forward else "removed"
+                    problems.append(f"{_where(path)}: anyOf branch {verb} ({kind})")
                 continue
             attempts = [self._compare_branch(branch, candidate, path) for candidate in candidates]
             best: list[str] = min(attempts, key=len)
@@ -217,7 +263,7 @@ class _Comparison:
         where = _where(path)
         old_kind, new_kind = _kind(old), _kind(new)
         if not _accepts_kind(old_kind, new_kind):
-            return [f"{where}: type changed {old_kind} -> {new_kind}"]
+            return [f"{where}: type changed {self._change(old_kind, new_kind)}"]
         if old_kind == "nothing" or (new_kind == "any" and _values(new) is None):
             return []
         problems = list(self._compare_values(old, new, where))
@@ -228,38 +274,40 @@ class _Comparison:
             problems.extend(self._compare_array(old, new, path))
         return problems
 
-    @staticmethod
-    def _compare_values(old: Schema, new: Schema, where: str) -> Iterator[str]:
+    def _compare_values(self, old: Schema, new: Schema, where: str) -> Iterator[str]:
         old_values, new_values = _values(old), _values(new)
         if new_values is None:
             return
         if old_values is None:
-            yield f"{where}: restricted to {new_values!r} (was any {_kind(old)})"
+            if self.forward:
+                yield f"{where}: no longer restricted to {new_values!r}"
+            else:
+                yield f"{where}: restricted to {new_values!r} (was any {_kind(old)})"
             return
         removed = [v for v in old_values if v not in new_values]
         if not removed:
             return
         if "const" in old and "const" in new:
-            yield f"{where}: const changed {old['const']!r} -> {new['const']!r}"
+            yield f"{where}: const changed {self._change(repr(old['const']), repr(new['const']))}"
         else:
-            yield f"{where}: enum values removed: {removed!r}"
+            yield f"{where}: enum values {'added' if self.forward else 'removed'}: {removed!r}"
 
-    @staticmethod
-    def _compare_keywords(old: Schema, new: Schema, where: str) -> Iterator[str]:
+    def _compare_keywords(self, old: Schema, new: Schema, where: str) -> Iterator[str]:
+        added, tightened = ("removed", "relaxed") if self.forward else ("added", "tightened")
         for keyword in ("format", "pattern", "multipleOf"):
             if keyword in new and old.get(keyword) != new[keyword]:
                 if keyword in old:
-                    yield f"{where}: {keyword} changed {old[keyword]!r} -> {new[keyword]!r}"
+                    yield f"{where}: {keyword} changed {self._change(repr(old[keyword]), repr(new[keyword]))}"
                 else:
-                    yield f"{where}: {keyword} {new[keyword]!r} added"
+                    yield f"{where}: {keyword} {new[keyword]!r} {added}"
         for keyword in _LOWER_BOUNDS:
             if keyword in new and new[keyword] > old.get(keyword, -math.inf):
-                yield f"{where}: {keyword} tightened {old.get(keyword, 'none')} -> {new[keyword]}"
+                yield f"{where}: {keyword} {tightened} {self._change(old.get(keyword, 'none'), new[keyword])}"
         for keyword in _UPPER_BOUNDS:
             if keyword in new and new[keyword] < old.get(keyword, math.inf):
-                yield f"{where}: {keyword} tightened {old.get(keyword, 'none')} -> {new[keyword]}"
+                yield f"{where}: {keyword} {tightened} {self._change(old.get(keyword, 'none'), new[keyword])}"
         if new.get("uniqueItems") and not old.get("uniqueItems"):
-            yield f"{where}: uniqueItems added"
+            yield f"{where}: uniqueItems {added}"
 
     def _compare_object(self, old: Schema, new: Schema, path: str) -> list[str]:
         problems: list[str] = []
@@ -267,21 +315,22 @@ class _Comparison:
         new_props: dict[str, Any] = new.get("properties", {})
         for name, old_prop in old_props.items():
             sub = _join(path, name)
-            if name not in new_props:
-                problems.append(f"{sub}: property removed")
-            else:
+            if name in new_props:
                 problems.extend(self.compare(old_prop, new_props[name], sub))
+            elif not self.forward:  # forward: older readers ignore a property they do not know
+                problems.append(f"{sub}: property removed")
         old_required = set(old.get("required", []))
         for name in new.get("required", []):
             if name in old_required:
                 continue
-            if name in old_props:
-                problems.append(f"{_join(path, name)}: optional property became required")
+            if self.forward:
+                what = "required property became optional" if name in old_props else "required property removed"
             else:
-                problems.append(f"{_join(path, name)}: new required property")
+                what = "optional property became required" if name in old_props else "new required property"
+            problems.append(f"{_join(path, name)}: {what}")
         old_extra, new_extra = old.get("additionalProperties", True), new.get("additionalProperties", True)
         if new_extra is False and old_extra is not False:
-            problems.append(f"{_where(path)}: additional properties no longer allowed")
+            problems.append(f"{_where(path)}: additional properties {'now' if self.forward else 'no longer'} allowed")
         elif old_extra is not False and new_extra is not True:
             problems.extend(self.compare(old_extra, new_extra, _join(path, "*")))
         if "propertyNames" in new:

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from .envelope import Contract, Event
+from .envelope import Contract, Event, OpenEnum
 from .primitives import NIK, KKNumber, Program, Rupiah, ShortText, VillageCode
 
 
@@ -96,7 +96,9 @@ class AidAllocatedData(Contract):
     basis: AllocationBasis
 
 
-class RejectionReason(StrEnum):
+class RejectionReason(OpenEnum):
+    """Why a family got no allocation. Open: a release may add a reason (readers count unknown ones)."""
+
     DUPLICATE_KK = "duplicate_kk"
     BUDGET_EXHAUSTED = "budget_exhausted"
     QUOTA_EXHAUSTED = "quota_exhausted"

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from .envelope import Contract, Event
+from .envelope import Contract, Event, OpenEnum
 
 
 class NotificationChannel(StrEnum):
@@ -46,7 +46,9 @@ class NotificationSentData(NotificationBase):
     sent_at: AwareDatetime
 
 
-class FailureReason(StrEnum):
+class FailureReason(OpenEnum):
+    """Why a notification was not delivered. Open: a release may add a reason."""
+
     NO_CONTACT = "no_contact"  # resident has no phone: skipped
     OPTED_OUT = "opted_out"
     PROVIDER_ERROR = "provider_error"  # retries exhausted

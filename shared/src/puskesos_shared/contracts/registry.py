@@ -2,7 +2,9 @@
 
 Decoding distinguishes three failures a consumer must dead-letter with a clear reason:
 the body is not a JSON object; the (event_type, schema_version) is unknown to this
-release; the payload does not satisfy the contract.
+release; the payload does not satisfy the contract. A known version is read tolerantly
+(``Contract.read``): fields this release does not know are ignored, at every depth, and a
+value of an open enum it does not know is kept as an unknown member.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 
 def decode_event(body: bytes, expected: Iterable[type[Event]] | None = None) -> Event:
-    """Parses raw bytes into the right event model, or raises ``InvalidMessage`` with the reason."""
+    """Parses raw bytes into the right event model (as a tolerant reader), or raises ``InvalidMessage``."""
     try:
         raw: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -121,7 +123,7 @@ def decode_event(body: bytes, expected: Iterable[type[Event]] | None = None) -> 
     if expected is not None and model not in tuple(expected):
         raise InvalidMessage(f"{event_type} v{version} is not consumed here")
     try:
-        return model.model_validate(raw)
+        return model.read(raw)
     except ValidationError as exc:
         raise InvalidMessage(f"{event_type} v{version} does not match its contract: "
                              f"{describe_validation_error(exc)}") from None
