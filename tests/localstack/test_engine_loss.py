@@ -15,10 +15,7 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +25,17 @@ import pytest
 from nats.js import JetStreamContext
 from puskesos_shared.auth import Officer, issue_token
 from puskesos_shared.contracts.primitives import OfficerRole
-from puskesos_shared.localstack import ManagedProcess, ensure_mongo_server_jar, start_mongo_server
+from puskesos_shared.localstack import ensure_mongo_server_jar, start_mongo_server
 from puskesos_shared.testing.processes import TEST_AUTH_SECRET, ServiceProcess
 from puskesos_shared.testing.servers import ServerHandle
 from puskesos_shared.topology import Topology
 from pymongo import MongoClient
 
+from tests.localstack.support import cli, process, stack_state, wait_until
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 VILLAGE = "35.73.01.1001"
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for: {what}")
-        time.sleep(0.1)
 
 
 def complaint(description: str) -> dict[str, Any]:
@@ -90,7 +81,7 @@ async def test_writes_fail_clearly_and_publish_nothing_once_the_engine_is_killed
             assert refused.headers["Retry-After"] == "5"
             body = refused.json()
             assert body["code"] == "storage_unavailable"
-            assert "can be sent again" in body["message"]
+            assert "can be sent again" in body["detail"]
             for internal in ("127.0.0.1", str(engine.port), "Timeout", "pymongo", "Traceback"):
                 assert internal not in refused.text
 
@@ -102,31 +93,6 @@ async def test_writes_fail_clearly_and_publish_nothing_once_the_engine_is_killed
 
 
 # -- the local stack ------------------------------------------------------------------------------
-@pytest.fixture
-def stack_home(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Environment of a ``puskesos`` CLI working in a home of its own (never the developer's stack)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSKESOS_")}
-    env.update(PUSKESOS_HOME=str(tmp_path), PUSKESOS_MONGO_SERVER_JAR=str(ensure_mongo_server_jar()),
-               PUSKESOS_MONGO_HEAP="512m", COLUMNS="200")
-    yield env
-    subprocess.run([sys.executable, "-m", "puskesos_cli.main", "stack", "down"], env=env, cwd=tmp_path,
-                   capture_output=True, check=False, timeout=60)
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "puskesos_cli.main", *args], env=env, cwd=env["PUSKESOS_HOME"],
-                          capture_output=True, text=True, check=False, timeout=180)
-
-
-def stack_state(home: Path) -> dict[str, Any]:
-    state: dict[str, Any] = json.loads((home / ".local" / "stack" / "state.json").read_text())
-    return state
-
-
-def process(entry: dict[str, Any]) -> ManagedProcess:
-    return ManagedProcess(entry["name"], int(entry["pid"]), int(entry["port"]), entry["url"], Path(entry["log"]))
-
-
 async def _publish_and_count(nats_url: str, password: str, subject: str | None) -> int:
     nc = await nats.connect(nats_url, user="admin", password=password)
     try:
@@ -143,7 +109,7 @@ def test_stack_stops_with_its_engine_and_starts_empty_with_it(stack_home: dict[s
     home = Path(stack_home["PUSKESOS_HOME"])
     up = cli(stack_home, "stack", "up")
     assert up.returncode == 0, up.stdout + up.stderr
-    servers = stack_state(home)["servers"]
+    servers = stack_state(home / ".local" / "stack")["servers"]
     engine, broker = process(servers["mongo"]), process(servers["nats"])
     password = json.loads((home / ".local" / "stack" / "nats-users.json").read_text())["admin"]
     subject = Topology().event_subject("intake", "complaint_filed", 1)
@@ -161,7 +127,7 @@ def test_stack_stops_with_its_engine_and_starts_empty_with_it(stack_home: dict[s
     assert again.returncode == 0, again.stdout + again.stderr
     assert "reset NATS streams" in again.stderr
     assert not notice.exists()
-    servers = stack_state(home)["servers"]
+    servers = stack_state(home / ".local" / "stack")["servers"]
     assert asyncio.run(_publish_and_count(process(servers["nats"]).url, password, None)) == 0
     with MongoClient(process(servers["mongo"]).url) as client:
         assert "puskesos_intake" not in client.list_database_names()

@@ -5,22 +5,29 @@ the five services as separate processes (distribution with ``--replicas``), runs
 (``scenario.runner``), prints the summary and writes the report (``report.md`` and
 ``blt-per-kecamatan.svg`` in ``--report-dir``), then stops everything unless ``--keep``.
 
-By default the demo stops a running stack and starts it empty (the local engine keeps its data in
-memory, so a stopped stack has none anyway); ``--reuse`` runs on a stack that is already up, with
-its data, which the scenario tolerates but the report then also counts in the services' lists.
+The demo runs a stack of its own (``stack`` under ``--report-dir``: its own NATS, Mongo engine,
+bank and services, on free ports where the usual ones are taken), so the developer's local stack in
+``.local/stack`` and its data are never touched. It starts that stack empty: a demo stack left by
+an earlier ``--keep`` run is stopped and its data discarded, with a message. ``--stack-dir`` (or
+``PUSKESOS_STACK_DIR``) points the demo at another stack instead; a running one is then discarded
+only after asking (``--yes`` for scripts). ``--reuse`` runs on the running stack and its data,
+which the scenario tolerates but the report then also counts in the services' lists.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import shutil
+import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from puskesos_shared.localstack import StackError, repo_root
+from puskesos_shared.localstack import STACK_DIR_ENV, StackError, repo_root
 from rich.console import Console
 
 from . import services, stack, state
@@ -35,15 +42,60 @@ console = Console() if Console().is_terminal else Console(width=170)
 REGENCIES = {"35.73": "Kota Malang", "35.09": "Kabupaten Jember"}
 
 
-def _fresh_start(report_dir: Path) -> None:
-    if state.load().get("servers"):
-        console.print("[yellow]Stopping the running stack: the demo starts from empty data[/yellow] "
-                      "(--reuse runs on the running stack and its data)")
+#: Files of an earlier demo run in ``--report-dir`` that a new run starts without.
+RUN_FILES = ("bank-ledger.jsonl", "notifications.jsonl", "referral-clock-offset")
+
+
+def _choose_stack(report_dir: Path) -> bool:
+    """Points this process (and what it starts) at the demo's stack; True when it is the demo's own,
+    False when ``--stack-dir``/``PUSKESOS_STACK_DIR`` chose another."""
+    if os.environ.get(STACK_DIR_ENV):
+        return False
+    os.environ[STACK_DIR_ENV] = str(report_dir / "stack")
+    return True
+
+
+def _running(entries: Iterable[dict[str, Any]]) -> list[str]:
+    return [str(e["name"]) for e in entries if int(e.get("pid", 0)) > 0 and state.process_from(e).alive()]
+
+
+def _running_now() -> list[str]:
+    data = state.load()
+    return _running(data.get("servers", {}).values()) + _running(data.get("services", []))
+
+
+def _confirm_discard(*, own: bool, yes: bool) -> None:
+    """Asks before the demo discards a running stack that is not its own (``--yes``: do not ask)."""
+    running = _running_now()
+    if not running or own or yes:
+        return
+    question = (f"The stack in {state.stack_dir()} is running ({', '.join(running)}). The demo starts it empty: "
+                "its data is discarded. Continue?")
+    if not sys.stdin.isatty():
+        console.print(f"[red]{question}[/red] Not asked without a terminal: pass --yes to discard it, --reuse to "
+                      "run on it with its data, or leave out --stack-dir to use the demo's own stack.")
+        raise typer.Exit(2)
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(1)
+
+
+def _fresh_start(report_dir: Path, *, own: bool) -> None:
+    """Starts the demo's stack empty, saying what is stopped and removed."""
+    where = state.stack_dir()
+    if running := _running_now():
+        console.print(f"[yellow]Stopping the {'demo' if own else 'running'} stack in {where}[/yellow] "
+                      f"({', '.join(running)}): its data is discarded (--reuse runs on it instead)")
     services.down()
     stack.down()
-    shutil.rmtree(state.stack_dir() / "data", ignore_errors=True)
-    for name in ("bank-ledger.jsonl", "notifications.jsonl", "referral-clock-offset"):
-        (report_dir / name).unlink(missing_ok=True)
+    data = where / "data"
+    if data.exists():
+        shutil.rmtree(data)
+        console.print(f"removed {data} (NATS streams of the earlier run)")
+    earlier = [name for name in RUN_FILES if (report_dir / name).exists()]
+    for name in earlier:
+        (report_dir / name).unlink()
+    if earlier:
+        console.print(f"removed the earlier demo run's {', '.join(earlier)} from {report_dir}")
 
 
 def _start(report_dir: Path, seed: int, replicas: int, unregistered_recipients: bool) -> ScenarioEnv:
@@ -82,8 +134,10 @@ def demo(
     recipients: Annotated[int | None, typer.Option(min=10, help="Families on the BLT recipient list (default: the "
                                                    "poor among the registered; --full: 63,335)")] = None,
     replicas: Annotated[int, typer.Option(min=1, max=8, help="Distribution replicas")] = 2,
-    keep: Annotated[bool, typer.Option(help="Leave the stack and services running afterwards")] = False,
+    keep: Annotated[bool, typer.Option(help="Leave the demo's stack and services running afterwards")] = False,
     reuse: Annotated[bool, typer.Option(help="Run on the running stack and its data (default: start empty)")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before discarding the data of a stack chosen "
+                                                    "with --stack-dir")] = False,
     report_dir: Annotated[Path, typer.Option(help="Where the report, CSV and ledgers go")] = Path(".local/demo"),
 ) -> None:
     """Run the year-end scenario (households, complaints, cases, a BLT round) across all five services."""
@@ -91,15 +145,21 @@ def demo(
         raise typer.BadParameter(f"choose one of {', '.join(REGENCIES)}", param_hint="--regency")
     report_dir = report_dir if report_dir.is_absolute() else repo_root() / report_dir
     report_dir.mkdir(parents=True, exist_ok=True)
+    own = _choose_stack(report_dir)
     listed = FULL_SCALE_RECIPIENTS if full else recipients
     options = ScenarioOptions(size=size, regency=regency, seed=seed, recipients=listed)
     console.rule(f"[bold]Puskesos demo: {REGENCIES[regency]}, {size:,} households"
                  + (f", BLT recipient list of {listed:,} families" if listed else ""))
+    if own:
+        console.print(f"The demo runs a stack of its own in {state.stack_dir()}; the local stack in "
+                      f"{repo_root() / '.local' / 'stack'} and its data are not touched.")
+    if not reuse:
+        _confirm_discard(own=own, yes=yes)
     began = time.monotonic()
     ok = False
     try:
         if not reuse:
-            _fresh_start(report_dir)
+            _fresh_start(report_dir, own=own)
         env = _start(report_dir, seed, replicas, unregistered_recipients=bool(listed and listed > size))
         startup = round(time.monotonic() - began, 2)
         result = asyncio.run(run_scenario(env, options, console))
@@ -120,8 +180,15 @@ def demo(
                       f"service logs: {state.stack_dir() / 'logs'} (kept); rerun with --keep to inspect the services")
     finally:
         if keep:
-            console.print("Services and stack left running (`uv run puskesos services down && uv run puskesos stack "
-                          "down` to stop them); logs in .local/stack/logs")
+            on = f"uv run puskesos --stack-dir {state.stack_dir()}"
+            console.print(f"The demo's stack and services are left running in {state.stack_dir()}; act on them with "
+                          f"`{on} ...` (e.g. `{on} services status`), stop them with `{on} services down && {on} "
+                          f"stack down`; logs in {state.stack_dir() / 'logs'}")
+        elif reuse:  # the stack was running before the demo: it stays, with its data
+            with console.status("Stopping the demo's services ..."):
+                services.down()
+            console.print(f"The stack in {state.stack_dir()} keeps running (`uv run puskesos services up` starts "
+                          "its services again)")
         else:
             with console.status("Stopping services and stack ..."):
                 services.down()

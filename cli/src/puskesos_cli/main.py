@@ -6,14 +6,30 @@ mounted here (the CLI is a composition root, not a service: it may import servic
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from puskesos_audit.cli import app as audit_app
 from puskesos_distribution.cli import round_app
+from puskesos_shared.localstack import STACK_DIR_ENV
 
 from . import contracts, demo, registry, resident, services, stack, token
 
 app = typer.Typer(help="Puskesos platform: local stack, services, contracts, demo, rounds, audit, residents.",
                   no_args_is_help=True)
+
+
+@app.callback()
+def main(stack_dir: Annotated[Path | None, typer.Option(
+        "--stack-dir", envvar=STACK_DIR_ENV, file_okay=False,
+        help="The local stack to act on (default .local/stack; the demo's own is .local/demo/stack)")] = None) -> None:
+    """Puskesos platform: local stack, services, contracts, demo, rounds, audit, residents."""
+    if stack_dir is not None:  # children (services, tools) and the settings read it from the environment
+        os.environ[STACK_DIR_ENV] = str(stack_dir.resolve())
+
+
 app.add_typer(stack.app, name="stack")
 app.add_typer(services.app, name="services")
 app.add_typer(contracts.app, name="contracts")

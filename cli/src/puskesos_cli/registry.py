@@ -34,6 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .resident import _error, intake_url, signed_token
 from .scenario.population import generate
+from .token import scope_codes
 
 app = typer.Typer(help="The household registry: bulk import from CSV, sample files.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -206,8 +207,8 @@ def import_(
     url: Annotated[str | None, typer.Option(help="Intake service base URL (default: the local stack's)")] = None,
     token: Annotated[str | None, typer.Option(envvar="PUSKESOS_TOKEN", help="Back-office officer token")] = None,
     officer: Annotated[str | None, typer.Option(help="Sign a local token for this officer id")] = None,
-    scope: Annotated[list[str] | None, typer.Option(help="Scope of the local token (e.g. 35.73); repeat for more")]
-    = None,
+    scope: Annotated[list[str] | None, typer.Option(help="Scope of the local token (e.g. 35.73); repeat for more",
+                                                    callback=scope_codes)] = None,
     in_flight: Annotated[int, typer.Option(min=1, max=8, help="Batches sent at once")] = 3,
 ) -> None:
     """Register the households of a CSV through the intake service, with a progress bar and a report."""

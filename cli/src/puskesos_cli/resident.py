@@ -3,7 +3,8 @@
 It asks the intake service's edge (``POST /residents/export``), which checks the officer's role and
 the resident's village, gathers every service's part and records the export in its access log, so
 the CLI never reads a database or the bus itself. The NIK is sent in the request body; without
-``--nik`` it is asked for without echo (keep it out of the shell history). The file is written with
+``--nik`` it is asked for without echo on a terminal, or read from the first line of piped input
+(keep it out of the shell history). The file is written with
 mode 0600 (the owner only), atomically, and an existing file is kept unless ``--force``.
 
 Exit status: 0 complete; 3 written but incomplete (a service did not answer: the file and the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +26,8 @@ from puskesos_shared.auth import Officer, issue_token
 from puskesos_shared.contracts.primitives import OfficerRole, check_nik
 from rich.console import Console
 from rich.table import Table
+
+from .token import scope_codes
 
 app = typer.Typer(help="Residents' personal data (UU PDP): export on request.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -53,6 +57,20 @@ def signed_token(token: str | None, officer: str | None, role: OfficerRole, scop
     console.print("[red]No officer token: pass --token (or PUSKESOS_TOKEN), or on a local stack --officer ID "
                   "--scope CODE (and --role).[/red]")
     raise typer.Exit(2)
+
+
+def _nik_input(given: str | None) -> str:
+    """``--nik``, else asked without echo on a terminal, else the first line of piped input (no prompt, so no
+    getpass warning and nothing echoed)."""
+    if given is not None:
+        return given.strip()
+    if sys.stdin.isatty():
+        return str(typer.prompt("NIK of the resident", hide_input=True)).strip()
+    line = sys.stdin.readline().strip()
+    if not line:
+        console.print("[red]--nik: no NIK given (pass --nik, or pipe it on the first line of input)[/red]")
+        raise typer.Exit(2)
+    return line
 
 
 def write_private(path: Path, document: dict[str, Any], *, force: bool) -> None:
@@ -101,18 +119,19 @@ def summary(document: dict[str, Any]) -> Table:
 @app.command("export")
 def export(
     out: Annotated[Path, typer.Option("--out", help="Where to write the JSON document (mode 0600)")],
-    nik: Annotated[str, typer.Option(prompt="NIK of the resident", hide_input=True,
-                                     help="The resident's NIK; asked without echo when omitted")],
+    nik: Annotated[str | None, typer.Option(help="The resident's NIK; when omitted, asked without echo on a "
+                                                 "terminal or read from the first line of piped input")] = None,
     url: Annotated[str | None, typer.Option(help="Intake service base URL (default: the local stack's)")] = None,
     token: Annotated[str | None, typer.Option(envvar="PUSKESOS_TOKEN", help="Officer token")] = None,
     officer: Annotated[str | None, typer.Option(help="Sign a local token for this officer id")] = None,
     role: Annotated[OfficerRole, typer.Option(help="Role of the local token")] = OfficerRole.BACK_OFFICE,
-    scope: Annotated[list[str] | None, typer.Option(help="Scope of the local token; repeat for more")] = None,
+    scope: Annotated[list[str] | None, typer.Option(help="Scope of the local token; repeat for more",
+                                                    callback=scope_codes)] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing file")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the export")] = 120.0,
 ) -> None:
     """Export everything the services hold about a resident into one JSON file."""
-    nik = nik.strip()
+    nik = _nik_input(nik)
     try:
         check_nik(nik)
     except ValueError as exc:

@@ -151,19 +151,57 @@ def health() -> list[dict[str, Any]]:
     return rows
 
 
+def bank_argv(port: int) -> list[str]:
+    """The simulated bank of a plain local stack: pays at once, declines accounts starting with 0000, keeps
+    its ledger beside the stack's state (``round close`` reconciles with it through the bank's API)."""
+    return [sys.executable, "-m", "puskesos_distribution.gateway_sim", "--port", str(port),
+            "--ledger", str(state.stack_dir() / "bank-ledger.jsonl")]
+
+
+def ensure_bank() -> tuple[ManagedProcess, bool]:
+    """The running simulated bank of this stack, or a new one; (process, started now)."""
+    for entry in state.load().get("services", []):
+        if entry["name"] == "gateway-0" and state.process_from(entry).alive():
+            return state.process_from(entry), False
+    return start_gateway(bank_argv), True
+
+
+def _where(proc: ManagedProcess) -> str:
+    default = DEFAULT_PORTS.get(proc.name.rsplit("-", 1)[0])
+    moved = proc.name.endswith("-0") and default is not None and proc.port != default
+    return f"{proc.url}" + (f" (port {default} was taken)" if moved else "")
+
+
 @app.command("up")
 def up_command(
-    distribution_replicas: Annotated[int, typer.Option("--replicas", help="Distribution replicas")] = 1,
+    distribution_replicas: Annotated[int, typer.Option("--replicas", min=1, max=16,
+                                                       help="Distribution replicas")] = 1,
+    gateway_url: Annotated[str | None, typer.Option(
+        envvar="PUSKESOS_GATEWAY_URL",
+        help="Payment gateway the distribution service pays through (default: start the simulated bank)")] = None,
 ) -> None:
-    """Start every service (the stack must be up) and wait until each is ready."""
+    """Start every service (the stack must be up) and wait until each is ready.
+
+    Without a payment gateway URL the simulated bank is started too, so that a round can pay and close."""
     try:
+        if gateway_url:
+            console.print(f"payments go to the gateway at {gateway_url} (--gateway-url / PUSKESOS_GATEWAY_URL)")
+        else:
+            bank, new = ensure_bank()
+            gateway_url = bank.url
+            console.print(f"[green]{'ready' if new else 'running'}[/green] simulated bank {_where(bank)}: no "
+                          "PUSKESOS_GATEWAY_URL is configured, so payouts go to the simulated bank "
+                          f"(ledger {state.stack_dir() / 'bank-ledger.jsonl'})")
         with console.status("Starting services..."):
-            started = up({"distribution": distribution_replicas})
+            started = up({"distribution": distribution_replicas},
+                         extra_env={"distribution": {"PUSKESOS_GATEWAY_URL": gateway_url}})
     except StackError as exc:
         console.print(f"[red]services up failed:[/red] {exc}")
         raise typer.Exit(1) from None
     for proc in started:
-        console.print(f"[green]ready[/green] {proc.name} {proc.url} (log {proc.log_path})")
+        console.print(f"[green]ready[/green] {proc.name} {_where(proc)} (log {proc.log_path})")
+    if not started:
+        console.print("every service was already running (`uv run puskesos services status`)")
 
 
 @app.command("down")

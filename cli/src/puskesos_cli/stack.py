@@ -129,6 +129,22 @@ def _reset_nats_data(data_root: Path) -> None:
                           "so the stack starts empty with it")
 
 
+def _reset_bank() -> None:
+    """The simulated bank's ledger belongs to the data the stack starts without: a bank still running
+    is stopped (``services up`` starts it again) and its ledger removed, each with a message."""
+    data = state.load()
+    for entry in data.get("services", []):
+        if entry["name"] == "gateway-0" and state.process_from(entry).alive():
+            state.process_from(entry).stop()
+            console.print("[yellow]stopped[/yellow] the simulated bank: it starts empty with the stack")
+    data["services"] = [e for e in data.get("services", []) if e["name"] != "gateway-0"]
+    state.save(data)
+    ledger = state.stack_dir() / "bank-ledger.jsonl"
+    if ledger.exists():
+        ledger.unlink()
+        console.print(f"[yellow]reset[/yellow] the simulated bank's ledger {ledger}")
+
+
 def _start_watchdog(engine: ManagedProcess) -> ManagedProcess:
     log_path = state.stack_dir() / "logs" / "watchdog.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +172,7 @@ def up(namespace: str = "puskesos") -> tuple[str, str]:
                 state.process_from(current.pop("nats")).stop()
             jar = ensure_engine_jar()
             _reset_nats_data(data_root)
+            _reset_bank()
             with console.status(f"Starting the local Mongo engine (in memory, heap up to {mongo_heap()})..."):
                 engine = start_mongo_server(jar, logs / "mongo.log")
             servers["mongo"] = engine.to_json()

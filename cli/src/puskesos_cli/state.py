@@ -1,4 +1,5 @@
-"""Where the local stack keeps its state: ``.local/stack/`` under the repository root."""
+"""Where the local stack keeps its state: ``.local/stack/`` under the repository root, or
+``PUSKESOS_STACK_DIR`` (``puskesos --stack-dir``; the demo runs a stack of its own this way)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from puskesos_shared.localstack import ManagedProcess, repo_root
+from puskesos_shared.localstack import ManagedProcess, stack_dir
 
-
-def stack_dir() -> Path:
-    return repo_root() / ".local" / "stack"
+__all__ = ["env_file", "load", "process_from", "save", "stack_dir", "state_file"]
 
 
 def state_file() -> Path:

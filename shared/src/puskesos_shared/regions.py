@@ -20,6 +20,21 @@ def village_exists(code: str) -> bool:
     return village_name(code) is not None
 
 
+#: The levels an officer's scope may name: a regency (kabupaten/kota), a kecamatan or a village.
+SCOPE_LEVELS = {2: "regency", 3: "kecamatan", 4: "village"}
+
+
+def check_scope_code(code: str) -> str:
+    """A dotted regency, kecamatan or village code that exists (ValueError naming the problem otherwise)."""
+    w = get_wilayah(code.strip())
+    if w is None:
+        raise ValueError(f"{code!r} is not a known regency, kecamatan or village code (e.g. 35.73, 35.73.01 or "
+                         "35.73.01.1001)")
+    if w.level not in SCOPE_LEVELS:
+        raise ValueError(f"{code!r} is a province; a scope names a regency, kecamatan or village")
+    return str(w.code)
+
+
 def district_of(village_code: str) -> str:
     """The kecamatan code ("35.73.01") of a village code ("35.73.01.1001")."""
     return village_code.rsplit(".", 1)[0]

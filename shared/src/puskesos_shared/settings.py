@@ -1,26 +1,28 @@
 """Settings shared by every service (pydantic-settings, ``PUSKESOS_`` prefix).
 
-Values come from the environment, then from ``.local/stack/stack.env`` (written by
-``puskesos stack up``) in the working directory, then the defaults below.
+Values come from the environment, then from the local stack's ``stack.env`` (written by
+``puskesos stack up`` into ``.local/stack/``, or ``PUSKESOS_STACK_DIR``), then the defaults below.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .http import RateLimits, parse_networks
+from .localstack import stack_dir
 from .topology import Topology
-
-STACK_ENV_FILE = ".local/stack/stack.env"
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="PUSKESOS_", env_file=STACK_ENV_FILE, env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="PUSKESOS_", env_file_encoding="utf-8", extra="ignore")
+
+    def __init__(self, **values: Any) -> None:
+        # the stack's file is found when the settings are read (``_env_file=None`` reads none)
+        values.setdefault("_env_file", stack_dir() / "stack.env")
+        super().__init__(**values)
 
     #: The service's name: its database is ``puskesos_{name}`` and its consumers start with it.
     SERVICE_NAME: ClassVar[str] = "service"

@@ -29,7 +29,7 @@ from .render import mermaid, tree, verify_table
 from .replay import publish_replay
 from .settings import AuditSettings
 from .store import AuditStore
-from .trace import TraceKind, trace
+from .trace import TraceKind, check_trace_value, trace
 
 app = typer.Typer(help="The Puskesos audit log: verify, trace, replay, checkpoints.", no_args_is_help=True)
 replay_app = typer.Typer(help="Decision replay, history replay and replay to a subscriber.", no_args_is_help=True)
@@ -107,6 +107,11 @@ def trace_command(
     settings = _settings()
     if value == "-":
         value = sys.stdin.readline().strip()
+    try:
+        value = check_trace_value(kind, value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="VALUE") from None
+
     async def go() -> Any:
         async with _store(settings) as store:
             return await trace(store, kind, value, settings.index_key(), max_nodes=max_nodes, reveal=reveal)

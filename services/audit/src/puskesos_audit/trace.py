@@ -22,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
+from puskesos_shared.contracts.primitives import check_kk_number, check_nik
 from puskesos_shared.logging import mask_value
 from pydantic import BaseModel
 
@@ -46,6 +48,20 @@ class TraceKind(StrEnum):
     KK = "kk"
     NIK = "nik"
     EVENT = "event"
+
+
+def check_trace_value(kind: TraceKind, value: str) -> str:
+    """The value a trace starts from, checked for its kind: a NIK or KK by lokal-id's rules, every other kind
+    a UUID (canonical lower case). ValueError says what is wrong, never echoing the value."""
+    value = value.strip()
+    if kind is TraceKind.NIK:
+        return check_nik(value)
+    if kind is TraceKind.KK:
+        return check_kk_number(value)
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"a {kind.value} id is a UUID (e.g. 3f2b6c1e-8d4a-4e0b-9c57-1a2b3c4d5e6f)") from None
 
 
 class TraceNode(BaseModel):

