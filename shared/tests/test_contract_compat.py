@@ -205,7 +205,7 @@ def test_an_open_enum_may_gain_and_stop_sending_values() -> None:
     published = _published(REJECTED)
     assert published["$defs"]["RejectionReason"]["x-open-enum"] is True
     current = copy.deepcopy(published)
-    current["$defs"]["RejectionReason"]["enum"].append("no_village_quota")
+    current["$defs"]["RejectionReason"]["enum"].append("income_above_threshold")
     assert incompatibilities(published, current) == []
     current["$defs"]["RejectionReason"]["enum"].remove("round_closed")
     assert incompatibilities(published, current) == []
@@ -216,9 +216,9 @@ def test_opening_a_closed_enum_is_compatible_but_a_value_added_while_closed_is_n
     del published["$defs"]["RejectionReason"]["x-open-enum"]  # as published before it was marked open
     assert incompatibilities(published, _published(REJECTED)) == []
     current = copy.deepcopy(published)
-    current["$defs"]["RejectionReason"]["enum"].append("no_village_quota")
+    current["$defs"]["RejectionReason"]["enum"].append("income_above_threshold")
     assert incompatibilities(published, current) == [
-        f"data.reason: enum values added: ['no_village_quota']{FORWARD_SUFFIX}"]
+        f"data.reason: enum values added: ['income_above_threshold']{FORWARD_SUFFIX}"]
 
 
 def test_reader_view_ignores_unknown_properties_and_opens_marked_enums() -> None:

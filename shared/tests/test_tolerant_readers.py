@@ -140,33 +140,33 @@ def test_building_an_event_rejects_unknown_fields_at_every_level() -> None:
 
 def test_a_reader_keeps_an_unknown_value_of_an_open_enum() -> None:
     raw = json.loads(example("AidAllocationRejected").model_dump_json())
-    raw["data"]["reason"] = "no_village_quota"  # added by a newer distribution release
+    raw["data"]["reason"] = "income_above_threshold"  # added by a newer distribution release
     event = decode_event(wire(raw))
     assert isinstance(event, AidAllocationRejected)
     reason = event.data.reason
     assert isinstance(reason, RejectionReason) and not reason.known
-    assert reason == "no_village_quota" and reason not in list(RejectionReason)
-    assert json.loads(event.model_dump_json())["data"]["reason"] == "no_village_quota"  # kept as received
+    assert reason == "income_above_threshold" and reason not in list(RejectionReason)
+    assert json.loads(event.model_dump_json())["data"]["reason"] == "income_above_threshold"  # kept as received
     assert RejectionReason.DUPLICATE_KK.known
 
 
 def test_an_unknown_open_enum_value_as_a_dictionary_key_is_kept() -> None:
     raw = json.loads(example("AidRoundClosed").model_dump_json())
-    raw["data"]["totals"]["rejected_by_reason"]["no_village_quota"] = 4
+    raw["data"]["totals"]["rejected_by_reason"]["income_above_threshold"] = 4
     event = decode_event(wire(raw))
     assert isinstance(event, AidRoundClosed)
     counts = {str(k): v for k, v in event.data.totals.rejected_by_reason.items()}
-    assert counts["no_village_quota"] == 4
+    assert counts["income_above_threshold"] == 4
 
 
 def test_a_producer_cannot_send_a_value_the_enum_does_not_know() -> None:
     event = example("AidAllocationRejected")
     raw = json.loads(event.model_dump_json())
-    raw["data"]["reason"] = "no_village_quota"
+    raw["data"]["reason"] = "income_above_threshold"
     with pytest.raises(ValidationError, match="reason"):
         AidAllocationRejected.model_validate(raw)
     with pytest.raises(ValueError, match="not a valid RejectionReason"):
-        RejectionReason("no_village_quota")
+        RejectionReason("income_above_threshold")
 
 
 def test_an_unknown_value_of_a_closed_enum_is_a_contract_violation() -> None:

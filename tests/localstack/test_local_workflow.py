@@ -5,7 +5,8 @@
    with ``PUSKESOS_GATEWAY_URL`` the bank is not started and the output names the gateway.
 2. The demo runs a stack of its own: the local stack keeps running with its data; pointed at the
    local stack with ``--stack-dir``, it asks first and, without a terminal or ``--yes``, refuses.
-3. The CLI rejects invalid ids, NIKs, scopes and durations with a message naming the option.
+3. The CLI rejects invalid ids, NIKs, scopes, durations, periods, quotas and rule versions with a message
+   naming the option (a round with quotas must say what happens to the other villages).
 """
 
 from __future__ import annotations
@@ -107,6 +108,12 @@ def test_the_demo_keeps_apart_from_the_local_stack(stack_home: dict[str, str]) -
     (("round", "open", ROUND, "--name", "x", "--funding-source", "APBD", "--amount", "300000", "--budget", "600000",
       "--from", "2026-12-01", "--to", "2026-12-31", "--quota", "35.99.01.1001=3", *OPERATOR), "--quota",
      "not a known village"),
+    (("round", "open", ROUND, "--name", "x", "--funding-source", "APBD", "--amount", "300000", "--budget", "600000",
+      "--from", "2026-12-01", "--to", "2026-12-31", "--quota", "35.73.01.1001=3", *OPERATOR),
+     "--villages-without-quota", "say what happens to every other village"),
+    (("round", "open", ROUND, "--name", "x", "--funding-source", "APBD", "--amount", "300000", "--budget", "600000",
+      "--from", "2026-12-01", "--to", "2026-12-31", "--rule-version", "blt-eligibility@9", *OPERATOR),
+     "--rule-version", "unknown allocation rule"),
     (("resident", "export", "--out", "x.json", "--officer", "bo-1", "--scope", "35.73"), "--nik", "no NIK given"),
 ])
 def test_the_cli_rejects_bad_input_naming_the_option(args: tuple[str, ...], named: str, reason: str) -> None:

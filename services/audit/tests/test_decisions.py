@@ -99,10 +99,10 @@ def test_rejections_are_checked_against_the_rounds_totals() -> None:
 
 def test_a_rejection_reason_added_by_a_newer_release_is_unverifiable() -> None:
     evs = events()
-    by_type(evs, "AidAllocationRejected")["data"]["reason"] = "no_village_quota"  # RejectionReason is open
+    by_type(evs, "AidAllocationRejected")["data"]["reason"] = "income_above_threshold"  # RejectionReason is open
     r = report(evs)
     assert r.ok and [v.event_type for v in r.unverifiable] == ["AidAllocationRejected"]
-    assert "no_village_quota" in r.unverifiable[0].reasons[0]
+    assert "income_above_threshold" in r.unverifiable[0].reasons[0]
 
 
 def test_projections_fold_the_round_and_the_village() -> None:
@@ -125,3 +125,44 @@ def test_the_live_round_status_maps_onto_the_projection() -> None:
     totals = round_totals(rid, [e for _, e in events()]).totals()
     assert compare(totals, live, only=sorted(live)) == []
     assert compare(totals, {**live, "disbursed_count": 2}, only=sorted(live)) == ["disbursed_count: log 1, other 2"]
+
+
+def _quota_elsewhere(evs: list[tuple[int, dict[str, Any]]], choice: str | None) -> tuple[dict[str, Any], ...]:
+    """The round gets a quota for another village only (and, with rule @2, a choice for the others)."""
+    opened = by_type(evs, "AidRoundOpened")["data"]
+    opened["village_quotas"] = [{"village_code": "35.73.01.1002", "max_families": 5}]
+    if choice is not None:
+        opened["villages_without_quota"] = choice
+        opened["eligibility_rule_version"] = "blt-eligibility@2"
+        for kind in ("AidAllocated", "AidAllocationRejected"):
+            by_type(evs, kind)["data"]["basis"]["rule_set_version"] = "blt-eligibility@2"
+    return by_type(evs, "AidAllocated")["data"], by_type(evs, "AidAllocationRejected")["data"]
+
+
+def verdicts(r: Any, event_type: str) -> list[str]:
+    found = [("mismatch", v) for v in r.mismatches] + [("unverifiable", v) for v in r.unverifiable]
+    return [kind for kind, v in found if v.event_type == event_type]
+
+
+def test_villages_without_a_quota_under_rule_1_are_not_eligible() -> None:
+    evs = events()
+    _, rejected = _quota_elsewhere(evs, None)
+    rejected["reason"] = "not_eligible"  # what rule @1 said of a village without a quota
+    r = report(evs)
+    assert verdicts(r, "AidAllocationRejected") == []  # a match: replays of earlier rounds still hold
+    assert any(f"village {VILLAGE} has no quota in a round that excludes" in x for x in reasons(r))  # the allocation
+
+
+def test_villages_without_a_quota_follow_the_rounds_choice_under_rule_2() -> None:
+    evs = events()
+    _, rejected = _quota_elsewhere(evs, "excluded")
+    rejected["reason"] = "no_village_quota"
+    r = report(evs)
+    assert verdicts(r, "AidAllocationRejected") == [] and verdicts(r, "AidAllocated") == ["mismatch"]
+
+    evs = events()
+    _, rejected = _quota_elsewhere(evs, "unlimited")
+    rejected["reason"] = "no_village_quota"  # not a reason in a round leaving such villages unlimited
+    r = report(evs)
+    assert verdicts(r, "AidAllocated") == [] and verdicts(r, "AidAllocationRejected") == ["mismatch"]
+    assert any("leaves villages without one unlimited" in x for x in reasons(r))

@@ -93,9 +93,10 @@ def plan_round(s: Scenario) -> dict[str, Any]:
     s.round_key = f"{REGENCY_SLUG.get(s.options.regency, 'regency')}-dbhcht-{year}-{s.options.run_id}"
     return {"key": s.round_key, "name": f"BLT DBHCHT {year} ({s.options.regency})", "program": "BLT",
             "funding_source": "DBHCHT", "amount_per_family": AMOUNT_PER_FAMILY,
-            "budget_cap": slots * AMOUNT_PER_FAMILY, "eligibility_rule_version": "blt-eligibility@1",
+            "budget_cap": slots * AMOUNT_PER_FAMILY, "eligibility_rule_version": "blt-eligibility@2",
             "period_start": f"{year}-11-01", "period_end": f"{year}-12-31",
-            "village_quotas": [{"village_code": v, "max_families": q} for v, q in sorted(s.quotas.items())]}
+            "village_quotas": [{"village_code": v, "max_families": q} for v, q in sorted(s.quotas.items())],
+            "villages_without_quota": "excluded"}
 
 
 def read_chunks(path: Path) -> tuple[str, list[list[dict[str, Any]]]]:

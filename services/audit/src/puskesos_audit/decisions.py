@@ -16,7 +16,9 @@ Events are fed in stream order. What is re-derived:
   does not fit one more family, at the rejection or by the round's end: replicas publish in
   parallel, so stream order is not reservation order), ``not_eligible`` (the named assessment
   found the family not eligible; an imported row's eligibility is the social office's list:
-  unverifiable), ``round_closed`` (the round is closed by the end of the log). The reason is an
+  unverifiable; in a round of rule blt-eligibility@1, a village without a quota in a round with
+  quotas), ``no_village_quota`` (the village has no quota and the round excludes such villages),
+  ``round_closed`` (the round is closed by the end of the log). The reason is an
   open enum: a reason this release does not know (added by a newer producer) is *unverifiable*.
 * ``AidDisbursed``: pays a logged allocation, its amount and family; never a second payment
   of one allocation.
@@ -37,7 +39,7 @@ from .rules import RuleFormatError, differences, evaluate
 
 #: Rejection reasons this replay can re-derive; any other (a newer release's) is unverifiable.
 VERIFIABLE_REJECTIONS = frozenset({"duplicate_kk", "budget_exhausted", "quota_exhausted", "not_eligible",
-                                   "round_closed"})
+                                   "round_closed", "no_village_quota"})
 DECISION_TYPES = frozenset({"CaseAssessed", "AidRoundOpened", "AidRoundClosed", "AidAllocated",
                             "AidAllocationRejected", "AidDisbursed"})
 
@@ -158,6 +160,11 @@ class DecisionReplay:
                 return int(q.get("max_families", 0))
         return None
 
+    @staticmethod
+    def _without_quota(cfg: Mapping[str, Any]) -> str:
+        """``unlimited`` or ``excluded``: the round's choice, or before it (rule @1) excluded when quotas exist."""
+        return str(cfg.get("villages_without_quota") or ("excluded" if cfg.get("village_quotas") else "unlimited"))
+
     def _on_allocated(self, seq: int, event_id: str, data: Mapping[str, Any]) -> None:
         problems: list[str] = []
         round_id, kk = str(data.get("round_id")), str(data.get("kk_number"))
@@ -190,6 +197,8 @@ class DecisionReplay:
         quota = self._quota(rnd, village)
         if quota is not None and rnd.per_village[village] > quota:
             problems.append(f"village {village} has {rnd.per_village[village]} allocations, over its quota {quota}")
+        if quota is None and self._without_quota(cfg) == "excluded":
+            problems.append(f"village {village} has no quota in a round that excludes villages without one")
         self.allocations[str(data.get("allocation_id"))] = dict(data)
         self._verdict(seq, event_id, "AidAllocated", problems, [])
 
@@ -220,6 +229,14 @@ class DecisionReplay:
             return
         basis = data.get("basis") or {}
         village = str(data.get("village_code"))
+        quota = self._quota(rnd, village)
+        excluded = quota is None and self._without_quota(rnd.data) == "excluded"
+        if reason == "no_village_quota" or (reason == "not_eligible" and excluded
+                                            and not rnd.data.get("villages_without_quota")):
+            # the round's own choice (rule @2), or rule @1's "no quota: not eligible"
+            self._verdict(seq, event_id, "AidAllocationRejected", [] if excluded else [
+                f"village {village} has a quota, or the round leaves villages without one unlimited"], [])
+            return
         if reason == "not_eligible":
             if basis.get("source") != "assessment":
                 self._verdict(seq, event_id, "AidAllocationRejected", [],
@@ -236,7 +253,6 @@ class DecisionReplay:
         if reason == "budget_exhausted" and rnd.amount + int(rnd.data.get("amount_per_family", 0)) > int(
                 rnd.data.get("budget_cap", 0)):
             return
-        quota = self._quota(rnd, village)
         if reason == "quota_exhausted" and quota is not None and rnd.per_village[village] >= quota:
             return
         if reason == "duplicate_kk" and kk in rnd.allocated:

@@ -83,15 +83,16 @@ class Allocator:
     async def _reserve_and_allocate(self, item: AllocateCandidate, allocation_id: uuid.UUID, round_: RoundView,
                                     village: str, retried: bool) -> None:
         c, reservations = item.data, self.ctx.reservations
-        scopes = [village_scope(village), BUDGET] if round_.quotas else [BUDGET]
+        quota = round_.quota_of(village)  # None: a village without a quota in a round leaving them unlimited
+        scopes = [village_scope(village), BUDGET] if quota is not None else [BUDGET]
         held = await reservations.held(allocation_id, scopes) if retried else {}
         rejection: Rejection | None = None
-        if round_.quotas:
+        if quota is not None:
             scope = village_scope(village)
             if scope not in held and await reservations.pool(
-                    c.round_id, scope, round_.quotas[village]).take(allocation_id, c.candidate_id) is None:
+                    c.round_id, scope, quota).take(allocation_id, c.candidate_id) is None:
                 rejection = Rejection(RejectionReason.QUOTA_EXHAUSTED, f"village {village} has used all "
-                                      f"{round_.quotas[village]} places of this round")
+                                      f"{quota} places of this round")
         if rejection is None and BUDGET not in held and await reservations.pool(
                 c.round_id, BUDGET, round_.budget_slots).take(allocation_id, c.candidate_id) is None:
             rejection = Rejection(RejectionReason.BUDGET_EXHAUSTED, f"the budget covers {round_.budget_slots} "

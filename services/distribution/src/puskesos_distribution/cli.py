@@ -21,7 +21,7 @@ import typer
 from nats.aio.client import Client as NatsClient
 from puskesos_shared.auth import Officer, issue_token
 from puskesos_shared.commands import send_command
-from puskesos_shared.contracts.distribution import FundingSource
+from puskesos_shared.contracts.distribution import FundingSource, VillagesWithoutQuota
 from puskesos_shared.contracts.primitives import OfficerRole, Program
 from puskesos_shared.regions import village_exists
 from pydantic import ValidationError
@@ -29,6 +29,7 @@ from rich.console import Console
 
 from .commands import SERVICE
 from .csv_import import InvalidFile, import_file
+from .domain import CURRENT_RULE, RULE_V1
 from .requests import OpenRound, RoundRef
 from .sample_data import REGENCIES, write_csv
 from .settings import DistributionSettings
@@ -130,16 +131,24 @@ def _quota(text: str) -> dict[str, Any]:
 #: The option of ``round open`` that sets each field of the request (so errors name the option).
 OPEN_OPTIONS = {"key": "KEY", "name": "--name", "program": "--program", "funding_source": "--funding-source",
                 "amount_per_family": "--amount", "budget_cap": "--budget", "eligibility_rule_version": "--rule-version",
-                "period_start": "--from", "period_end": "--to", "village_quotas": "--quota"}
+                "period_start": "--from", "period_end": "--to", "village_quotas": "--quota",
+                "villages_without_quota": "--villages-without-quota"}
 
 
 def _check_open(body: dict[str, Any]) -> None:
     """The request's own rules, and the round's, checked here so that a mistake names its option."""
+    quotas, choice = body["village_quotas"], body["villages_without_quota"]
+    if quotas and choice is None and body["eligibility_rule_version"] != RULE_V1:
+        raise typer.BadParameter("with --quota, say what happens to every other village: unlimited (they share the "
+                                 "budget) or excluded (they get no allocation)", param_hint="--villages-without-quota")
+    if choice is not None and not quotas:
+        raise typer.BadParameter("needs at least one --quota", param_hint="--villages-without-quota")
     try:
         request = OpenRound.model_validate(body)
     except ValidationError as exc:
         err = exc.errors(include_input=False, include_url=False)[0]
-        raise typer.BadParameter(err["msg"], param_hint=OPEN_OPTIONS.get(str(err["loc"][0]), "")) from None
+        option = OPEN_OPTIONS.get(str(err["loc"][0]), "") if err["loc"] else "--rule-version"
+        raise typer.BadParameter(err["msg"].removeprefix("Value error, "), param_hint=option) from None
     if request.period_end < request.period_start:
         raise typer.BadParameter("the last day is before the first day (--from)", param_hint="--to")
     if request.budget_cap < request.amount_per_family:
@@ -158,9 +167,12 @@ def open_round(
     budget: Annotated[int, typer.Option(help="Budget cap in Rupiah")],
     period_start: Annotated[dt.datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day")],
     period_end: Annotated[dt.datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day")],
-    rule_version: Annotated[str, typer.Option(help="Eligibility rule version")] = "blt-eligibility@1",
+    rule_version: Annotated[str, typer.Option(help="Allocation rule version")] = CURRENT_RULE,
     program: Annotated[Program, typer.Option(help="Program")] = Program.BLT,
     quota: Annotated[list[str] | None, typer.Option(help="VILLAGE=FAMILIES; repeat")] = None,
+    without_quota: Annotated[VillagesWithoutQuota | None, typer.Option(
+        "--villages-without-quota", help="Required with --quota: every other village is unlimited (shares the "
+        "budget) or excluded (its families are rejected as no_village_quota)")] = None,
     token: Token = None,
     operator: OperatorId = None,
 ) -> None:
@@ -168,7 +180,8 @@ def open_round(
     body = {"key": key, "name": name, "program": program.value, "funding_source": funding_source.value,
             "amount_per_family": amount, "budget_cap": budget, "eligibility_rule_version": rule_version,
             "period_start": period_start.date().isoformat(), "period_end": period_end.date().isoformat(),
-            "village_quotas": [_quota(q) for q in quota or []]}
+            "village_quotas": [_quota(q) for q in quota or []],
+            "villages_without_quota": without_quota.value if without_quota else None}
     _check_open(body)
     result = _run(token, operator, lambda c: c.call("open_round", body))
     verb = "opened" if result["created"] else "was already open"
@@ -194,6 +207,10 @@ def import_recipients(
     console.print(f"{summary['total_rows']:,} rows: [green]{summary['accepted']:,} accepted[/green], "
                   f"{summary['resent']:,} already imported, [yellow]{summary['rejected']:,} rejected[/yellow]"
                   + (f" (reasons in {report})" if summary["rejected"] else ""))
+    if summary["without_quota"]:
+        console.print(f"[yellow]warning: {summary['without_quota']:,} accepted rows are in villages without a quota "
+                      "in this round, which excludes such villages: they will be rejected as no_village_quota "
+                      "(`round status` counts them)[/yellow]")
 
 
 @round_app.command("enqueue-assessed")

@@ -71,7 +71,7 @@ async def import_file(call: Call, round_id: uuid.UUID, round_ref: str, path: Pat
                       chunk: int, *, console: Console, in_flight: int = 4) -> dict[str, Any]:
     sha, total = digest_and_count(path)
     batch_id = new_batch_id(round_id, sha)
-    counts = {"accepted": 0, "resent": 0, "rejected": 0}
+    counts = {"accepted": 0, "resent": 0, "rejected": 0, "without_quota": 0}
     gate = asyncio.Semaphore(in_flight)
     tasks: set[asyncio.Task[None]] = set()
     failures: list[BaseException] = []
@@ -89,6 +89,7 @@ async def import_file(call: Call, round_id: uuid.UUID, round_ref: str, path: Pat
                 result = await call("import_rows", body, timeout=CHUNK_TIMEOUT, attempts=ATTEMPTS)
                 counts["accepted"] += int(result["accepted"])
                 counts["resent"] += int(result["resent"])
+                counts["without_quota"] += int(result.get("without_quota", 0))
                 for rejected in result["rejected"]:
                     report.writerow([rejected["row"], rejected["column"], rejected["reason"]])
                 counts["rejected"] += len(result["rejected"])

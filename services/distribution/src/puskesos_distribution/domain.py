@@ -23,6 +23,7 @@ from puskesos_shared.contracts.distribution import (
     DisbursementFailed,
     DisbursementFailedData,
     RejectionReason,
+    VillagesWithoutQuota,
 )
 from puskesos_shared.contracts.envelope import Actor
 from puskesos_shared.ids import derived_event_id, stable_id
@@ -31,6 +32,14 @@ from .workitems import AllocateCandidate, DisburseAllocation
 
 PRODUCER = "distribution"
 SYSTEM = Actor.system("distribution")
+
+#: Versions of the allocation rule a round may name. @1: with village quotas, a family of a village without
+#: one is rejected as ``not_eligible``. @2 (current): the operator chooses whether such villages are unlimited
+#: or excluded, and an excluded family's reason is ``no_village_quota``. Earlier rounds keep their version,
+#: so that their replays still match.
+RULE_V1 = "blt-eligibility@1"
+CURRENT_RULE = "blt-eligibility@2"
+ALLOCATION_RULES = (RULE_V1, CURRENT_RULE)
 
 
 def stored_time(value: dt.datetime) -> dt.datetime:
@@ -67,6 +76,7 @@ class RoundView:
     quotas: dict[str, int]
     rule_version: str
     program: str
+    without_quota: VillagesWithoutQuota = VillagesWithoutQuota.UNLIMITED
 
     @classmethod
     def of(cls, config: AidRoundOpenedData, status: RoundStatus) -> RoundView:
@@ -75,7 +85,16 @@ class RoundView:
             budget_slots=config.budget_cap // config.amount_per_family,
             quotas={q.village_code: q.max_families for q in config.village_quotas},
             rule_version=config.eligibility_rule_version, program=config.program.value,
+            without_quota=config.without_quota(),
         )
+
+    def quota_of(self, village: str) -> int | None:
+        """The village's own quota (None: it has none)."""
+        return self.quotas.get(village)
+
+    def excludes(self, village: str) -> bool:
+        """Whether the round rejects the village's families for want of a quota."""
+        return village not in self.quotas and self.without_quota is VillagesWithoutQuota.EXCLUDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +146,11 @@ def check_candidate(
         return Rejection(RejectionReason.NOT_ELIGIBLE, f"assessment {assessment.event_id} "
                          f"({assessment.rule_set_version}) found the family not eligible for {round_.program}")
     village = village_of(item, household)
-    if round_.quotas and village not in round_.quotas:
-        return Rejection(RejectionReason.NOT_ELIGIBLE, f"village {village} has no quota in this round")
+    if round_.excludes(village):
+        if round_.rule_version == RULE_V1:  # its rounds said "not eligible"; replays of them expect it
+            return Rejection(RejectionReason.NOT_ELIGIBLE, f"village {village} has no quota in this round")
+        return Rejection(RejectionReason.NO_VILLAGE_QUOTA, f"village {village} has no quota in this round, and "
+                         "villages without one are excluded")
     return None
 
 

@@ -36,9 +36,9 @@ class Imports:
     async def _open_round(self, req: RoundRef) -> RoundView:
         round_ = await self.ctx.round_view(req.round_id)
         if round_ is None:
-            raise CommandError("unknown_round", f"no round {req.round}", status=404)
+            raise CommandError("unknown_round", "no round has this key or id", status=404)
         if round_.status is not RoundStatus.OPEN:
-            raise CommandError("round_not_open", f"round {req.round} is {round_.status.value}", status=409)
+            raise CommandError("round_not_open", f"the round is {round_.status.value}", status=409)
         return round_
 
     async def import_chunk(self, req: ImportChunk, officer: Officer) -> dict[str, Any]:
@@ -71,6 +71,7 @@ class Imports:
                                  for c in accepted]
         await self.ctx.work.publish_all(items)
         return {"accepted": len(accepted) - resent, "resent": resent,
+                "without_quota": sum(round_.excludes(c.village_code) for c in accepted),
                 "rejected": [{"row": e.row, "column": e.column, "reason": e.reason}
                              for e in sorted(errors, key=lambda e: e.row)]}
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated
+from typing import Annotated, Self
 
-from puskesos_shared.contracts.distribution import FundingSource, VillageQuota
+from puskesos_shared.contracts.distribution import FundingSource, VillageQuota, VillagesWithoutQuota
 from puskesos_shared.contracts.primitives import Program, ShortText
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .domain import round_id_for
+from .domain import ALLOCATION_RULES, CURRENT_RULE, RULE_V1, round_id_for
 
 RULE_VERSION = r"^[a-z0-9_.-]+@[0-9]+$"
 ROUND_KEY = r"^[a-z0-9][a-z0-9_.-]{2,79}$"
@@ -48,7 +48,10 @@ class OpenRound(Request):
     amount_per_family: int = Field(gt=0, le=MAX_RUPIAH)
     budget_cap: int = Field(gt=0, le=MAX_RUPIAH)
     village_quotas: tuple[VillageQuota, ...] = Field(default=(), max_length=5000)
-    eligibility_rule_version: str = Field(pattern=RULE_VERSION)
+    villages_without_quota: VillagesWithoutQuota | None = Field(
+        default=None, description="Required with village quotas (rule @2): the other villages are unlimited "
+        "(they share the budget) or excluded (rejected as no_village_quota)")
+    eligibility_rule_version: str = Field(default=CURRENT_RULE, pattern=RULE_VERSION)
     period_start: dt.date
     period_end: dt.date
 
@@ -58,6 +61,25 @@ class OpenRound(Request):
         if any(q.max_families > MAX_COUNT for q in quotas):
             raise ValueError(f"max_families must be at most {MAX_COUNT}")
         return quotas
+
+    @field_validator("eligibility_rule_version")
+    @classmethod
+    def _known_rule(cls, version: str) -> str:
+        if version not in ALLOCATION_RULES:
+            raise ValueError(f"unknown allocation rule; this release knows {', '.join(ALLOCATION_RULES)}")
+        return version
+
+    @model_validator(mode="after")
+    def _quota_choice(self) -> Self:
+        if self.eligibility_rule_version == RULE_V1 and self.villages_without_quota is not None:
+            raise ValueError(f"rule {RULE_V1} always excludes villages without a quota (as not_eligible); "
+                             f"choose with {CURRENT_RULE}")
+        if self.villages_without_quota is not None and not self.village_quotas:
+            raise ValueError("villages_without_quota needs at least one village quota")
+        if self.eligibility_rule_version != RULE_V1 and self.village_quotas and self.villages_without_quota is None:
+            raise ValueError("with village quotas, say what happens to every other village: villages_without_quota "
+                             "unlimited (they share the budget) or excluded (they get no allocation)")
+        return self
 
 
 class ImportRow(BaseModel):

@@ -41,21 +41,23 @@ class RoundOperations:
     async def _round_doc(self, round_id: uuid.UUID) -> Document:
         doc = await self._rounds.find_one({"_id": str(round_id)})
         if doc is None:
-            raise CommandError("unknown_round", f"no round {round_id}", status=404)
+            raise CommandError("unknown_round", "no round has this key or id", status=404)
         return doc
 
     # open ---------------------------------------------------------------------------------
     async def open(self, req: OpenRound, officer: Officer) -> dict[str, Any]:
-        unknown = [q.village_code for q in req.village_quotas if not village_exists(q.village_code)]
+        unknown = [i for i, q in enumerate(req.village_quotas) if not village_exists(q.village_code)]
         if unknown:
             raise CommandError("invalid_request", "quota for a village that does not exist", status=422, fields=[
-                {"loc": "village_quotas", "msg": f"unknown village code {code}"} for code in unknown[:20]])
+                {"loc": ["village_quotas", i, "village_code"], "msg": "unknown village code",
+                 "type": "unknown_village"} for i in unknown[:20]])
         round_id = round_id_for(req.key)
         try:
             data = AidRoundOpenedData(
                 round_id=round_id, name=req.name, program=req.program, funding_source=req.funding_source,
                 amount_per_family=req.amount_per_family, budget_cap=req.budget_cap,
-                village_quotas=req.village_quotas, eligibility_rule_version=req.eligibility_rule_version,
+                village_quotas=req.village_quotas, villages_without_quota=req.villages_without_quota,
+                eligibility_rule_version=req.eligibility_rule_version,
                 period_start=req.period_start, period_end=req.period_end, opened_by=officer.officer_id,
             )
         except ValidationError as exc:
@@ -72,10 +74,9 @@ class RoundOperations:
             await self.relay.flush(self._rounds, str(round_id), entries)
         else:
             existing = await self._round_doc(round_id)
-            same = {k: v for k, v in existing["config"].items() if k != "opened_by"} == {
-                k: v for k, v in config.items() if k != "opened_by"}
+            same = _settings(existing["config"]) == _settings(config)
             if not same:
-                raise CommandError("conflict", f"round {req.key} is already open with other settings", status=409)
+                raise CommandError("conflict", "a round with this key is already open with other settings", status=409)
         return {"round_id": str(round_id), "key": req.key, "created": created,
                 "budget_slots": data.budget_cap // data.amount_per_family}
 
@@ -167,3 +168,8 @@ class RoundOperations:
             "$set": {"status": RoundStatus.CLOSED.value, "closed": closed}, "$push": {OUTBOX_FIELD: entries[0]}})
         await self.relay.flush(self._rounds, rid, entries)
         return {"round_id": rid, **closed, "already_closed": False}
+
+
+def _settings(config: Document) -> Document:
+    """A round's settings as compared when it is opened again (who opened it aside; an unset field is absent)."""
+    return {k: v for k, v in config.items() if k != "opened_by" and v is not None}

@@ -21,6 +21,18 @@ def _decided(status: dict[str, Any]) -> tuple[int, int]:
     return int(live.get("allocated", 0)) + rejected, int(live.get("disbursed", 0)) + int(live.get("failed", 0))
 
 
+def quota_choice(config: dict[str, Any]) -> str:
+    """The round's village quotas and what it does with the other villages, in words."""
+    quotas = config.get("village_quotas") or []
+    if not quotas:
+        return "none: every village shares the budget"
+    others = config.get("villages_without_quota") or "excluded"
+    said = ("unlimited (they share the budget)" if others == "unlimited"
+            else "excluded (rejected as " + ("no_village_quota)" if config.get("villages_without_quota")
+                                             else "not_eligible, rule blt-eligibility@1)"))
+    return f"{len(quotas):,} villages with a quota; every other village {said}"
+
+
 def status_table(status: dict[str, Any], rates: tuple[float, float] | None) -> Table:
     live, config, pending = status["live"], status["config"], status["pending"]
     table = Table(title=f"{status['key']} ({config['program']}, {config['funding_source']}): {status['status']}",
@@ -28,6 +40,7 @@ def status_table(status: dict[str, Any], rates: tuple[float, float] | None) -> T
     table.add_column(style="bold")
     table.add_column(justify="right")
     budget_slots = config["budget_cap"] // config["amount_per_family"]
+    table.add_row("village quotas", quota_choice(config))
     table.add_row("candidates imported", f"{status['candidates']:,}")
     table.add_row("allocated", f"{live.get('allocated', 0):,} of {budget_slots:,} the budget covers")
     rejected = {k.removeprefix("rejected_"): v for k, v in live.items() if k.startswith("rejected_")}

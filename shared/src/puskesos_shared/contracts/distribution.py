@@ -26,6 +26,13 @@ class VillageQuota(Contract):
     max_families: int = Field(ge=0)
 
 
+class VillagesWithoutQuota(StrEnum):
+    """What a round with village quotas does with a family of a village that has none (the operator's choice)."""
+
+    UNLIMITED = "unlimited"  # such villages share the budget without a cap of their own
+    EXCLUDED = "excluded"  # such villages get no allocation (reason ``no_village_quota``)
+
+
 class AidRoundOpenedData(Contract):
     round_id: uuid.UUID
     name: ShortText
@@ -34,7 +41,10 @@ class AidRoundOpenedData(Contract):
     amount_per_family: Rupiah = Field(gt=0)
     budget_cap: Rupiah = Field(gt=0)
     village_quotas: tuple[VillageQuota, ...] = ()
-    eligibility_rule_version: str = Field(pattern=r"^[a-z0-9_.-]+@[0-9]+$", examples=["blt-eligibility@1"])
+    villages_without_quota: VillagesWithoutQuota | None = Field(
+        default=None, description="With village quotas: whether the other villages are unlimited or excluded. "
+        "Absent in rounds of rule version blt-eligibility@1, where they are excluded (reason not_eligible).")
+    eligibility_rule_version: str = Field(pattern=r"^[a-z0-9_.-]+@[0-9]+$", examples=["blt-eligibility@2"])
     period_start: dt.date
     period_end: dt.date
     opened_by: str = Field(min_length=1, max_length=100)
@@ -48,7 +58,15 @@ class AidRoundOpenedData(Contract):
         codes = [q.village_code for q in self.village_quotas]
         if len(set(codes)) != len(codes):
             raise ValueError("a village has two quotas")
+        if self.villages_without_quota is not None and not self.village_quotas:
+            raise ValueError("villages_without_quota is set but no village has a quota")
         return self
+
+    def without_quota(self) -> VillagesWithoutQuota:
+        """What happens to villages without a quota (rounds before the explicit choice: excluded)."""
+        if self.villages_without_quota is not None:
+            return self.villages_without_quota
+        return VillagesWithoutQuota.EXCLUDED if self.village_quotas else VillagesWithoutQuota.UNLIMITED
 
 
 class CandidateSource(StrEnum):
@@ -104,6 +122,8 @@ class RejectionReason(OpenEnum):
     QUOTA_EXHAUSTED = "quota_exhausted"
     NOT_ELIGIBLE = "not_eligible"
     ROUND_CLOSED = "round_closed"
+    #: The family's village has no quota in a round that excludes such villages (rule blt-eligibility@2).
+    NO_VILLAGE_QUOTA = "no_village_quota"
 
 
 class AidAllocationRejectedData(Contract):

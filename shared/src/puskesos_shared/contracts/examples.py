@@ -33,6 +33,7 @@ from .distribution import (
     RejectionReason,
     RoundTotals,
     VillageQuota,
+    VillagesWithoutQuota,
 )
 from .envelope import Actor, ActorKind, Event
 from .intake import (
@@ -245,7 +246,7 @@ def _case_closed() -> Event:
 
 def _basis() -> AllocationBasis:
     return AllocationBasis(source=CandidateSource.IMPORT, import_batch_id=IMPORT_BATCH_ID, import_row=42,
-                           rule_set_version="blt-eligibility@1")
+                           rule_set_version="blt-eligibility@2")
 
 
 def _round_opened() -> Event:
@@ -255,7 +256,8 @@ def _round_opened() -> Event:
             round_id=ROUND_ID, name="BLT DBHCHT Kota Malang 2026", program=Program.BLT,
             funding_source=FundingSource.DBHCHT, amount_per_family=300_000, budget_cap=19_000_500_000,
             village_quotas=(VillageQuota(village_code=VILLAGE, max_families=1200),),
-            eligibility_rule_version="blt-eligibility@1", period_start=dt.date(2026, 11, 1),
+            villages_without_quota=VillagesWithoutQuota.EXCLUDED, eligibility_rule_version="blt-eligibility@2",
+            period_start=dt.date(2026, 11, 1),
             period_end=dt.date(2026, 12, 31), opened_by=OPERATOR.id,
         ),
     )
@@ -280,7 +282,7 @@ def _rejected() -> Event:
                                        detail="KK already allocated in this round (row 42)",
                                        basis=AllocationBasis(source=CandidateSource.IMPORT,
                                                              import_batch_id=IMPORT_BATCH_ID, import_row=43,
-                                                             rule_set_version="blt-eligibility@1")),
+                                                             rule_set_version="blt-eligibility@2")),
     )
 
 
