@@ -221,8 +221,9 @@ async def test_a_refused_request_says_when_to_retry_with_the_usual_error_shape_a
         refused = await http.get("/mine", headers=bearer("fo-a"))
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "90"  # 89.5 s, rounded up
-    assert refused.json() == {"detail": [{"loc": [], "msg": "too many requests: retry after 90 s",
-                                          "type": "rate_limited"}]}
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json() == {"type": "urn:puskesos:problem:rate_limited", "title": "Too many requests", "status": 429,
+                              "detail": "too many requests: retry after 90 s", "code": "rate_limited", "errors": []}
     for name, value in SECURITY_HEADERS.items():
         assert refused.headers[name.decode()] == value.decode()
     assert RATE_LIMITED.labels("officer")._value.get() == before + 1

@@ -13,8 +13,11 @@ missing or garbage ``Authorization`` headers (including correctly signed tokens 
 are junk).
 
 Property: every request is answered (no exception escapes the app) with a status below 500;
-4xx answers carry a JSON error body; a 422 never echoes a string value of the input. After
-the run the service is still ready and still serves a valid request.
+every 4xx is problem details (``application/problem+json``, ``puskesos_shared.problems``: all
+keys, ``type`` from a registered ``code``, ``status`` the HTTP status, well-formed ``errors``) and
+never echoes a string value of the input. Every endpoint answers a body that is not JSON with
+415, and an unknown path and a wrong method with 404 and 405 as problems too. After the run the
+service is still ready and still serves a valid request.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from puskesos_shared.logging import mask_personal_data
 from puskesos_shared.messaging import encode_event, event_headers
 from puskesos_shared.settings import ServiceSettings
 from puskesos_shared.testing.app import running_app
+from puskesos_shared.testing.problems import check_problem
 from puskesos_shared.testing.processes import TEST_AUTH_SECRET
 from puskesos_shared.testing.servers import ServerHandle
 from puskesos_shared.topology import Topology
@@ -491,19 +495,15 @@ def check_response(response: httpx.Response, op: Operation, vocabulary: str, see
     if 300 <= response.status_code < 400:  # Starlette's trailing-slash redirect
         assert response.headers.get("location"), f"a redirect without a Location: {where}"
     elif response.status_code >= 400:
-        assert response.headers.get("content-type", "").startswith("application/json"), f"not JSON: {where}"
-        error = response.json()
-        assert isinstance(error, dict) and "detail" in error, f"no error detail: {where}"
-    elif response.headers.get("content-type", "").startswith("application/json"):
-        response.json()
-    if response.status_code == 422:
-        answered = list(strings_in(response.json()))
+        answered = list(strings_in(check_problem(response)))
         for sent in sent_strings:
             if (len(sent) < 8 or sent in vocabulary or sent in seeded or any(sent in k for k in sent_keys)
                     or REGION_CODE.fullmatch(sent)):
                 continue  # named by the schema (a field, an enum value) or by a seeded valid body; a public code
             echoed = [a for a in answered if sent in a]
-            assert not echoed, f"the 422 echoes the input {sent!r}: {where}"
+            assert not echoed, f"the error echoes the input {sent!r}: {where}"
+    elif response.headers.get("content-type", "").startswith("application/json"):
+        response.json()
 
 
 def serves(op: Operation, path: str) -> bool:
@@ -1149,6 +1149,37 @@ async def test_every_operation_answers_a_fixed_set_of_hostile_requests(target: T
             headers = {**SAFE_HEADERS, "authorization": f"Bearer {_signed(_claims(**{claim: junk}))}"}
             await target.send(op, path=path, headers=headers, body=b"{}" if op.body else None)
     target.examples["fixed"] += 1
+
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+async def test_every_endpoint_answers_a_wrong_media_type_path_or_method_with_a_problem(target: Target) -> None:
+    """415 for a body that is not JSON (before the handler: with or without a token), 404 for a path no
+    route serves, 405 (with ``Allow``) for a method the path does not take; a body-less request needs no
+    Content-Type."""
+    primary = {**SAFE_HEADERS, **bearer(target.service.roles[0])}
+    for op in target.operations:
+        path = fill_path(op, {n: enc(fixed_value(target, n, s)) for n, s in op.path_params.items()})
+        body = next((json.dumps(b).encode() for b in target.seeded.bodies.get(str(op), ())), b"{}")
+        if op.body is not None:
+            for headers in (primary, SAFE_HEADERS):
+                for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+                    answer = await target.send(op, path=path, headers={**headers, "content-type": content_type},
+                                               body=body)
+                    check_problem(answer, 415, "unsupported_media_type")
+        elif op.method in {"POST", "PUT", "PATCH"}:
+            answer = await target.send(op, path=path, headers={**primary, "content-type": "text/plain"})
+            assert answer.status_code != 415, f"{op}: a request without a body was refused for its type"
+        check_problem(await target.send(op, path="/no-such-prefix" + path, headers=primary), 404, "not_found")
+        served = {o.method for o in target.operations if serves(o, path)}
+        for method in (m for m in METHODS if m not in served):
+            wrong = Operation(method, op.path, op.path_params, op.query_params, op.header_params, None)
+            answer = await target.send(wrong, path=path, headers=primary)
+            check_problem(answer, 405, "method_not_allowed")
+            allowed = set(answer.headers.get("allow", "").replace(" ", "").split(",")) - {""}
+            assert allowed and allowed <= served | {"HEAD"}, (str(wrong), answer.headers)  # one route's methods
+    target.examples["media_path_method"] += 1
 
 
 async def test_the_service_is_healthy_after_the_fuzz(target: Target) -> None:

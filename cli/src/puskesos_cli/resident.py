@@ -97,11 +97,9 @@ def _error(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return response.text[:300]
-    if isinstance(body, dict):
-        detail = body.get("message") or body.get("detail")
-        if isinstance(detail, list):
-            detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
-        return f"{body.get('code', 'refused')}: {detail}"
+    if isinstance(body, dict):  # RFC 9457 problem details (docs/conventions.md "Errors")
+        fields = "; ".join(f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg')}" for e in body.get("errors") or [])
+        return f"{body.get('code', 'refused')}: {body.get('detail', '')}" + (f" ({fields})" if fields else "")
     return str(body)[:300]
 
 

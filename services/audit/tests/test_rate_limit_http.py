@@ -22,7 +22,7 @@ async def test_the_service_limits_each_officer_and_anonymous_callers(
         assert [(await http.get("/audit/status", headers=auditor)).status_code for _ in range(3)] == [200] * 3
         refused = await http.get("/audit/status", headers=auditor)
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 5000  # 1 per 100 min
-        assert refused.json()["detail"][0]["type"] == "rate_limited"
+        assert refused.json()["code"] == "rate_limited"
         assert refused.headers["x-content-type-options"] == "nosniff"
         # another officer has a bucket of its own
         assert (await http.get("/audit/status", headers=auth(OfficerRole.OPERATOR))).status_code == 403

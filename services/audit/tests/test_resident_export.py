@@ -65,4 +65,4 @@ async def test_the_events_that_concern_a_resident_and_why_they_stay(
         invalid = "3573013213900003"
         bad = await export(nats_client, topology, invalid)
         assert not bad.ok and bad.error is not None and bad.error["code"] == "invalid_request"
-        assert [f["loc"] for f in bad.error["fields"]] == ["nik"] and invalid not in json.dumps(bad.error)
+        assert [f["loc"] for f in bad.error["fields"]] == [["nik"]] and invalid not in json.dumps(bad.error)

@@ -101,4 +101,4 @@ async def test_a_family_head_gets_the_rounds_decisions_and_payout(settings_for: 
         invalid = "3509013213900003"
         bad = await export(helpers, ask(invalid))
         assert not bad.ok and bad.error is not None and bad.error["code"] == "invalid_request"
-        assert [f["loc"] for f in bad.error["fields"]] == ["nik"] and invalid not in json.dumps(bad.error)
+        assert [f["loc"] for f in bad.error["fields"]] == [["nik"]] and invalid not in json.dumps(bad.error)

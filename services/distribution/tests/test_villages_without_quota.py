@@ -59,9 +59,9 @@ async def test_villages_without_quota_follow_the_rounds_choice(settings_for: Any
             allocated = {"excluded": 2, "unlimited": 5, "rule@1": 2}[name]
             await settle(helpers, body["key"], allocated_plus_rejected=6, outcomes=allocated)
 
-            async def counted(key: str = body["key"], name: str = name) -> bool:  # live counters are flushed often
-                status[name] = await helpers.ok("round_status", {"round": key})
-                return sum(v for k, v in status[name]["live"].items() if k.startswith("rejected_")) == 6 - allocated
+            async def counted(key: str = body["key"], name: str = name, rejected: int = 6 - allocated) -> bool:
+                status[name] = await helpers.ok("round_status", {"round": key})  # live counters are flushed often
+                return sum(v for k, v in status[name]["live"].items() if k.startswith("rejected_")) == rejected
 
             await helpers.wait_until(counted, timeout=30, what="the live counters")
             closed[name] = await helpers.ok("close_round", {"round": body["key"]})

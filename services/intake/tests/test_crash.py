@@ -121,7 +121,7 @@ async def test_transfer_interrupted_after_the_first_household_is_finished_at_sta
             assert child not in [m["nik"] for m in left["household"]["members"]]
             clash = await http.post("/households", json=household(members=[member(nik(), "kepala_keluarga"),
                                                                             member(child, "anak")]), headers=BACK)
-            assert clash.status_code == 409 and target["kk_number"] in clash.json()["message"]
+            assert clash.status_code == 409 and target["kk_number"] in clash.json()["detail"]
         updates = [e for e in await events_of(jetstream, topology, "HouseholdUpdated")
                    if isinstance(e, HouseholdUpdated)]
         assert sorted(e.data.change.value for e in updates) == ["transfer_in", "transfer_out"]

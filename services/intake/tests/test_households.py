@@ -84,8 +84,8 @@ async def test_a_nik_belongs_to_one_household(app: Replica) -> None:
     assert conflict.status_code == 409, conflict.text
     body = conflict.json()
     assert body["code"] == "nik_in_other_household"
-    assert body["detail"][0]["loc"] == "body.members.1.nik"
-    assert f"POST /households/{first['kk_number']}/members/{{nik}}/transfer" in body["message"]
+    assert body["errors"][0]["loc"] == ["body", "members", 1, "nik"]
+    assert f"POST /households/{first['kk_number']}/members/{{nik}}/transfer" in body["detail"]
     assert shared_nik not in conflict.text  # the error never echoes the NIK
     # nothing half-written: the second household does not exist and its head NIK is free again
     assert (await app.http.get(f"/households/{second['kk_number']}", headers=BACK)).status_code == 404
@@ -155,7 +155,7 @@ async def test_transfer_moves_a_member_and_updates_both(app: Replica, jetstream:
     # the NIK now belongs to the receiving household
     third = household(members=[member(nik(), "kepala_keluarga"), member(child, "anak", birth=dt.date(2012, 3, 20))])
     conflict = await app.http.post("/households", json=third, headers=BACK)
-    assert conflict.status_code == 409 and target["kk_number"] in conflict.json()["message"]
+    assert conflict.status_code == 409 and target["kk_number"] in conflict.json()["detail"]
 
 
 async def test_transfer_refusals(app: Replica) -> None:
@@ -185,18 +185,18 @@ async def test_bad_household_input_gets_field_level_4xx(app: Replica) -> None:
     bad_nik = household(members=[member("3573013213900003", "kepala_keluarga")])
     r = await post("/households", json=bad_nik, headers=BACK)
     assert r.status_code == 422
-    err = next(e for e in r.json()["detail"] if e["loc"][:4] == ["body", "members", 0, "nik"])
+    err = next(e for e in r.json()["errors"] if e["loc"][:4] == ["body", "members", 0, "nik"])
     assert "invalid NIK (birth_date" in err["msg"]
     assert "3573013213900003" not in r.text
     r = await post("/households", json={**household(), "kk_number": "3573010002200001"}, headers=BACK)
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", "kk_number"]
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"][:2] == ["body", "kk_number"]
     r = await post("/households", json=household(village="35.73.01.9999"), headers=BACK)
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == "body.address.village_code"
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "address", "village_code"]
     r = await post("/households", content=b'{"kk_number": ', headers={**BACK, "content-type": "application/json"})
     assert r.status_code == 422
     wrong_types = {**household(), "socio_economic": {**household()["socio_economic"], "monthly_income": "banyak"}}
     r = await post("/households", json=wrong_types, headers=BACK)
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "monthly_income"
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"][-1] == "monthly_income"
     r = await post("/households", content=b"{" + b" " * 300_000 + b"}",
                    headers={**BACK, "content-type": "application/json"})
     assert r.status_code == 413

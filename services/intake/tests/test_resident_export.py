@@ -118,7 +118,7 @@ async def test_scope_role_unknown_and_invalid_nik(quick: Replica, mongo_client: 
     # a person the registry does not know: the kecamatan that issued the NIK decides the scope
     stranger = nik()
     village_only = await export(quick, stranger)
-    assert village_only.status_code == 403 and "35.73.01" in village_only.json()["message"]
+    assert village_only.status_code == 403 and "35.73.01" in village_only.json()["detail"]
     unknown = await export(quick, stranger, COORDINATOR)
     assert unknown.status_code == 200, unknown.text
     assert unknown.json()["subject"]["village_code"] is None
@@ -128,7 +128,7 @@ async def test_scope_role_unknown_and_invalid_nik(quick: Replica, mongo_client: 
 
     invalid = "3573013213900003"  # day 32: not a NIK
     bad = await export(quick, invalid)
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "nik"]
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["body", "nik"]
     assert invalid not in bad.text
     extra = await quick.http.post("/residents/export", json={"nik": head, "kk": "x"}, headers=BACK)
     assert extra.status_code == 422
@@ -208,4 +208,4 @@ async def test_export_resident_command(app: Replica, nats_client: NatsClient, to
     invalid = "3573013213900003"
     bad = await command(nats_client, topology, "export_resident", {**body, "nik": invalid})
     assert not bad.ok and bad.error is not None and bad.error["code"] == "invalid_request"
-    assert [f["loc"] for f in bad.error["fields"]] == ["nik"] and invalid not in json.dumps(bad.error)
+    assert [f["loc"] for f in bad.error["fields"]] == [["nik"]] and invalid not in json.dumps(bad.error)

@@ -87,4 +87,4 @@ async def test_messages_contacts_and_opt_out_of_a_resident(service: None, nats_c
     invalid = "3573013213900003"
     bad = await export(nats_client, topology, invalid)
     assert not bad.ok and bad.error is not None and bad.error["code"] == "invalid_request"
-    assert [f["loc"] for f in bad.error["fields"]] == ["nik"] and invalid not in json.dumps(bad.error)
+    assert [f["loc"] for f in bad.error["fields"]] == [["nik"]] and invalid not in json.dumps(bad.error)

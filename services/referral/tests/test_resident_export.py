@@ -90,4 +90,4 @@ async def test_a_resident_gets_their_cases_and_the_household_copy(
         invalid = "3509013213900003"
         bad = await command(nats_client, topology, "export_resident", ask(invalid))
         assert not bad.ok and bad.error is not None and bad.error["code"] == "invalid_request"
-        assert [f["loc"] for f in bad.error["fields"]] == ["nik"] and invalid not in json.dumps(bad.error)
+        assert [f["loc"] for f in bad.error["fields"]] == [["nik"]] and invalid not in json.dumps(bad.error)

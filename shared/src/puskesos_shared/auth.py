@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable
 from typing import Annotated
 
 import jwt
-from fastapi import Depends, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from .commands import CommandError
 from .contracts.envelope import Actor, ActorKind
 from .contracts.primitives import OfficerRole
 from .regions import district_of, regency_of
@@ -25,7 +27,12 @@ ALGORITHM = "HS256"
 
 
 class AuthError(Exception):
-    """The token is missing, malformed, expired, tampered with, or the scope does not allow the action."""
+    """The token is malformed, expired or tampered with; ``code`` is ``invalid_token`` or ``token_expired``
+    and the message names no library internals (it is shown to the caller)."""
+
+    def __init__(self, message: str, code: str = "invalid_token") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Officer(BaseModel):
@@ -72,26 +79,31 @@ def verify_token_expiry(token: str, secret: str, *, now: dt.datetime | None = No
         if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
             raise AuthError("invalid token: exp must be a number")
         if exp <= (now or dt.datetime.now(dt.UTC)).timestamp():
-            raise AuthError("token expired")
+            raise AuthError("the token has expired", "token_expired")
         if not isinstance(scope, list):
             raise AuthError("invalid token: scope must be a list of region codes")
         officer = Officer.model_validate({"officer_id": claims["sub"], "role": claims.get("role"),
                                           "scope": tuple(scope)})
         return officer, float(exp)
     except jwt.ExpiredSignatureError:
-        raise AuthError("token expired") from None
-    except jwt.InvalidTokenError as exc:
-        raise AuthError(f"invalid token: {exc}") from None
+        raise AuthError("the token has expired", "token_expired") from None
+    except jwt.InvalidTokenError:  # its text quotes the token's bytes and the library's parse
+        raise AuthError("invalid token: not a token signed by this platform") from None
     except ValidationError:
         raise AuthError("invalid token: claims do not describe an officer") from None
 
 
-def _secret(request: Request) -> str:
-    runtime = getattr(request.app.state, "runtime", None)
-    secret = getattr(getattr(runtime, "settings", None), "auth_secret", None)
+def officer_of(token: str | None, secret: SecretStr | None) -> Officer:
+    """The officer of a bearer token (HTTP header or NATS command field), or a ``CommandError``:
+    401 ``unauthenticated`` (no token), ``invalid_token``, ``token_expired``; 503 ``auth_not_configured``."""
     if secret is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "authentication is not configured")
-    return str(secret.get_secret_value())
+        raise CommandError("auth_not_configured", "authentication is not configured on this service", status=503)
+    if not token:
+        raise CommandError("unauthenticated", "an officer bearer token is required", status=401)
+    try:
+        return verify_token(token, secret.get_secret_value())
+    except AuthError as exc:
+        raise CommandError(exc.code, str(exc), status=401) from None
 
 
 #: ASGI scope key under which the rate limit middleware (``http``) leaves the officer of the request's
@@ -104,15 +116,10 @@ async def current_officer(request: Request) -> Officer:
     verified = request.scope.get(VERIFIED_OFFICER)
     if isinstance(verified, Officer):
         return verified
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
-    try:
-        return verify_token(token.strip(), _secret(request))
-    except AuthError as exc:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    runtime = getattr(request.app.state, "runtime", None)
+    secret = getattr(getattr(runtime, "settings", None), "auth_secret", None)
+    return officer_of(token.strip() if scheme.lower() == "bearer" else None, secret)
 
 
 CurrentOfficer = Annotated[Officer, Depends(current_officer)]
@@ -120,10 +127,18 @@ CurrentOfficer = Annotated[Officer, Depends(current_officer)]
 
 def require_role(officer: Officer, *roles: OfficerRole) -> None:
     if officer.role not in roles:
-        allowed = ", ".join(r.value for r in roles)
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {officer.role.value} may not do this (needs {allowed})")
+        raise forbidden_role(roles)
+
+
+def forbidden_role(roles: Iterable[OfficerRole]) -> CommandError:
+    allowed = ", ".join(sorted(r.value for r in roles))
+    return CommandError("forbidden", f"this officer's role may not do this (needs {allowed})", status=403)
 
 
 def require_village(officer: Officer, village_code: str) -> None:
     if not officer.covers(village_code):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"village {village_code} is outside this officer's scope")
+        raise outside_scope()
+
+
+def outside_scope(what: str = "the village") -> CommandError:
+    return CommandError("outside_scope", f"{what} is outside this officer's scope", status=403)

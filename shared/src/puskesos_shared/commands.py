@@ -1,7 +1,9 @@
 """Commands over NATS request-reply: one validated request model, one reply shape.
 
 Replies are JSON ``{"ok": true, "result": {...}}`` or
-``{"ok": false, "error": {"code": ..., "message": ..., "fields": [{"loc": ..., "msg": ...}]}}``.
+``{"ok": false, "error": {"code": ..., "message": ..., "fields": [{"loc": [...], "msg": ..., "type": ...}]}}``
+(``loc`` a list of keys and indexes, as in pydantic). The codes are those of the HTTP problem details
+(``problems.PROBLEMS``): a ``CommandError`` raised under an HTTP endpoint becomes one.
 Invalid requests never reach the handler and never echo input values back.
 Subjects follow ``Topology.command_subject`` (``{ns}.commands.{service}.{name}.v1``).
 """
@@ -9,7 +11,7 @@ Subjects follow ``Topology.command_subject`` (``{ns}.commands.{service}.{name}.v
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -26,13 +28,26 @@ Req = TypeVar("Req", bound=BaseModel)
 MAX_COMMAND_BYTES = 256 * 1024
 
 
-class CommandError(Exception):
-    """A command that cannot be carried out; ``code`` is stable, ``message`` is for people."""
+Loc = list[str | int]
 
-    def __init__(self, code: str, message: str, fields: list[dict[str, str]] | None = None,
+
+def as_loc(loc: str | Iterable[str | int]) -> Loc:
+    """A field's location as a list: ``"body.members.1.nik"`` -> ``["body", "members", 1, "nik"]``."""
+    parts: Iterable[str | int] = loc.split(".") if isinstance(loc, str) else loc
+    return [int(p) if isinstance(p, str) and p.isdigit() else p for p in parts if p != ""]
+
+
+class CommandError(Exception):
+    """A command that cannot be carried out; ``code`` is stable (``problems.PROBLEMS``), ``message`` is
+    for people and names no input value; ``fields`` are ``{"loc", "msg", "type"}`` (``loc`` a list)."""
+
+    def __init__(self, code: str, message: str, fields: Sequence[Mapping[str, Any]] | None = None,
                  status: int = 400) -> None:
         super().__init__(message)
-        self.code, self.message, self.fields, self.status = code, message, fields or [], status
+        self.code, self.message, self.status = code, message, status
+        self.fields: list[dict[str, Any]] = [
+            {"loc": as_loc(f.get("loc", ())), "msg": str(f.get("msg", "")), "type": str(f.get("type", code))}
+            for f in fields or ()]
 
     def body(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "fields": self.fields}
@@ -46,11 +61,9 @@ class CommandReply(BaseModel):
     error: dict[str, Any] | None = None
 
 
-def validation_fields(exc: ValidationError) -> list[dict[str, str]]:
-    return [
-        {"loc": ".".join(str(p) for p in err["loc"]), "msg": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_input=False, include_url=False)
-    ]
+def validation_fields(exc: ValidationError) -> list[dict[str, Any]]:
+    return [{"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_input=False, include_url=False)]
 
 
 def parse_request(model: type[Req], body: bytes) -> Req:

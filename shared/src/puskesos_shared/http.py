@@ -1,5 +1,5 @@
-"""HTTP edge defaults: field-level errors without echoing input, body size limit, security headers,
-rate limits.
+"""HTTP edge defaults: errors as problem details (``problems``, ``http_errors``), body size limit, JSON
+bodies only, security headers, rate limits.
 
 Rate limits are token buckets in process memory, keyed on the officer of a verified bearer token,
 else on the client address (``X-Forwarded-For`` is believed only from ``trusted_proxies``). Each
@@ -15,18 +15,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from prometheus_client import Counter
-from pymongo.errors import ConnectionFailure
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import VERIFIED_OFFICER, AuthError, Officer, verify_token_expiry
-from .commands import CommandError
+from .http_errors import install_problem_handlers
+from .problems import send_problem
 
 log = structlog.get_logger("puskesos.http")
 
@@ -73,7 +72,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         try:
@@ -82,20 +81,47 @@ class BodyLimitMiddleware:
             await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
-        response = JSONResponse(
-            {"detail": [{"loc": ["body"], "msg": f"request body larger than {self.max_bytes} bytes",
-                         "type": "payload_too_large"}]},
-            status_code=413,
-        )
-        await response({"type": "http"}, _empty_receive, send)
+        await send_problem(send, "payload_too_large", _TooLarge.message(self.max_bytes))
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised while the app reads the body: an ``HTTPException``, which FastAPI lets through (any other
+    exception there becomes its 400 "error parsing the body")."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, self.message(max_bytes))
+
+    @staticmethod
+    def message(max_bytes: int) -> str:
+        return f"the request body is larger than {max_bytes} bytes"
 
 
-async def _empty_receive() -> Message:
-    return {"type": "http.request", "body": b""}
+class JsonBodyMiddleware:
+    """Answers 415 to a body (POST, PUT, PATCH) that is not declared JSON (``application/json`` or
+    ``type/subtype+json``), before any handler runs: every endpoint takes JSON. A request without a
+    body (no ``Content-Length``, or 0, and no ``Transfer-Encoding``) passes whatever it declares."""
+
+    METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") in self.METHODS:
+            headers = dict(scope.get("headers") or [])
+            length = headers.get(b"content-length", b"").strip()
+            has_body = b"transfer-encoding" in headers or length not in (b"", b"0")
+            if has_body and not is_json(headers.get(b"content-type", b"")):
+                await send_problem(send, "unsupported_media_type", "the request body must be JSON "
+                                   "(Content-Type: application/json)")
+                return
+        await self.app(scope, receive, send)
+
+
+def is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    kind, _, subtype = media.partition(b"/")
+    return bool(kind) and kind != b"*" and (media == b"application/json" or subtype.endswith(b"+json"))
 
 
 class SecurityHeadersMiddleware:
@@ -116,11 +142,6 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-
-def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    return [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
-            for err in exc.errors()]
 
 
 # -- rate limits ---------------------------------------------------------------------------------
@@ -344,40 +365,19 @@ class RateLimitMiddleware:
         RATE_LIMITED.labels(kind).inc()
         if verdict.warn:
             log.warning("http_rate_limited", kind=kind, retry_after=retry_after, method=scope.get("method"), **about)
-        response = JSONResponse(
-            {"detail": [{"loc": [], "msg": f"too many requests: retry after {retry_after} s", "type": "rate_limited"}]},
-            status_code=429, headers={"Retry-After": str(retry_after)},
-        )
-        await response({"type": "http"}, _empty_receive, send)
+        await send_problem(send, "rate_limited", f"too many requests: retry after {retry_after} s",
+                           headers={"Retry-After": str(retry_after)})
 
 
 def install_http_defaults(app: FastAPI, *, max_body_bytes: int, rate_limits: RateLimits | None = None,
                           auth_secret: str | None = None, clock: Clock = time.monotonic) -> None:
-    """Error shapes, the body limit, rate limits (when given; ``auth_secret`` keys them on officers)
-    and security headers. ``app.state.rate_limiter`` is the limiter (None without limits)."""
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # FastAPI's default echoes the offending input (possibly a NIK); this does not.
-        return JSONResponse({"detail": _field_errors(exc)}, status_code=422)
-
-    @app.exception_handler(ConnectionFailure)
-    async def _storage_unavailable(request: Request, exc: ConnectionFailure) -> JSONResponse:
-        # The database did not answer (down, restarting, unreachable). Every decision is one
-        # single-document write, so nothing was half-written: the request can be sent again.
-        log.error("http_storage_unavailable", method=request.method, path=request.url.path,
-                  error=type(exc).__name__)
-        message = "the database is not available; the request was not completed and can be sent again"
-        return JSONResponse({"detail": [{"loc": [], "msg": message, "type": "storage_unavailable"}],
-                             "code": "storage_unavailable", "message": message},
-                            status_code=503, headers={"Retry-After": "5"})
-
-    @app.exception_handler(CommandError)
-    async def _command_error(_: Request, exc: CommandError) -> JSONResponse:
-        return JSONResponse({"detail": exc.fields or [{"loc": [], "msg": exc.message, "type": exc.code}],
-                             "code": exc.code, "message": exc.message}, status_code=exc.status)
-
-    # Starlette runs the last added outermost: headers, then rate limit, then body limit.
+    """Problem details for every error, the body limit, JSON bodies only, rate limits (when given;
+    ``auth_secret`` keys them on officers) and security headers. ``app.state.rate_limiter`` is the
+    limiter (None without limits)."""
+    install_problem_handlers(app, outer_headers={k.decode(): v.decode() for k, v in SECURITY_HEADERS.items()})
+    # Starlette runs the last added outermost: headers, then rate limit, then media type, then body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(JsonBodyMiddleware)
     limiter = (RateLimiter(rate_limits, auth_secret=auth_secret, clock=clock)
                if rate_limits is not None and rate_limits.enabled else None)
     app.state.rate_limiter = limiter

@@ -38,7 +38,7 @@ class ApiError(RuntimeError):
 
 
 def _code(response: httpx.Response) -> str | None:
-    """The stable error code the services put beside the detail (``{"detail": ..., "code": ...}``)."""
+    """The stable error code of the services' problem details (``application/problem+json``: ``code``)."""
     try:
         body = response.json()
     except ValueError:

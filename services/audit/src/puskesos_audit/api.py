@@ -12,9 +12,10 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import PlainTextResponse
-from puskesos_shared.auth import CurrentOfficer, Officer, require_role
+from puskesos_shared.auth import CurrentOfficer, Officer, require_role, require_village
+from puskesos_shared.commands import CommandError
 from puskesos_shared.contracts.primitives import OfficerRole
 from puskesos_shared.service import ServiceRuntime
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,7 +102,7 @@ async def trace_endpoint(request: Request, officer: CurrentOfficer, body: TraceR
                          max_nodes=body.max_nodes)
     result = redact_outside_scope(result, officer)
     if not result.nodes:
-        raise HTTPException(404, f"nothing in the log for that {body.kind.value}")
+        raise CommandError("trace_not_found", f"nothing in the log for that {body.kind.value}", status=404)
     if format == "mermaid":
         return PlainTextResponse(mermaid(result))
     return result.model_dump(mode="json")
@@ -133,8 +134,7 @@ async def round_history(request: Request, officer: CurrentOfficer, round_id: uui
 @router.get("/villages/{village_code}/history", summary="A village's case counts rebuilt from the log, compared")
 async def village_history(request: Request, officer: CurrentOfficer, village_code: VillagePath) -> dict[str, Any]:
     _auditor(officer)
-    if not officer.covers(village_code):
-        raise HTTPException(403, f"village {village_code} is outside this officer's scope")
+    require_village(officer, village_code)
     runtime = _runtime(request)
     return await queries.village_history(_reader(runtime), village_code,
                                          js=runtime.broker.config.connection_state.stream, topology=runtime.topology)

@@ -11,8 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from puskesos_shared.auth import AuthError, verify_token
-from puskesos_shared.commands import CommandError
+from puskesos_shared.auth import forbidden_role, officer_of
 from puskesos_shared.contracts.primitives import OfficerRole
 from puskesos_shared.service import ServiceRuntime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -43,15 +42,9 @@ class ReplayCommand(ReplayRequest):
 
 
 def check_auditor(runtime: ServiceRuntime, token: str) -> None:
-    secret = runtime.settings.auth_secret
-    if secret is None:
-        raise CommandError("unauthenticated", "authentication is not configured", status=503)
-    try:
-        officer = verify_token(token, secret.get_secret_value())
-    except AuthError as exc:
-        raise CommandError("unauthenticated", str(exc), status=401) from None
+    officer = officer_of(token, runtime.settings.auth_secret)
     if officer.role is not OfficerRole.AUDITOR:
-        raise CommandError("forbidden", f"role {officer.role.value} may not replay the audit log", status=403)
+        raise forbidden_role((OfficerRole.AUDITOR,))
 
 
 async def start_replay(runtime: ServiceRuntime, *, request_id: str, from_seq: int | None, to_seq: int | None,

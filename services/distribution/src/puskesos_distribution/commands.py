@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
-from puskesos_shared.auth import AuthError, Officer, verify_token
-from puskesos_shared.commands import CommandError, subscribe_command
+from puskesos_shared.auth import Officer, forbidden_role, officer_of
+from puskesos_shared.commands import subscribe_command
 from puskesos_shared.contracts.primitives import OfficerRole
 from puskesos_shared.topology import Topology
 
@@ -27,18 +27,9 @@ Req = TypeVar("Req", bound=Request)
 
 
 def authorize(token: str | None, settings: DistributionSettings, roles: tuple[OfficerRole, ...]) -> Officer:
-    if settings.auth_secret is None:
-        raise CommandError("auth_not_configured", "the service has no token secret (PUSKESOS_AUTH_SECRET)",
-                           status=503)
-    if not token:
-        raise CommandError("unauthenticated", "an officer token is required", status=401)
-    try:
-        officer = verify_token(token, settings.auth_secret.get_secret_value())
-    except AuthError as exc:
-        raise CommandError("unauthenticated", str(exc), status=401) from None
+    officer = officer_of(token, settings.auth_secret)
     if officer.role not in roles:
-        raise CommandError("forbidden", f"role {officer.role.value} may not do this "
-                           f"(needs {', '.join(r.value for r in roles)})", status=403)
+        raise forbidden_role(roles)
     return officer
 
 

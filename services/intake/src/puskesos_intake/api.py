@@ -68,11 +68,11 @@ def caller_of(officer: Officer) -> Caller:
     return Caller(actor=officer.actor(), covers=officer.covers, scope=officer.scope)
 
 
-def checked(value: str, check: Callable[[str], str], loc: str) -> str:
+def checked(value: str, check: Callable[[str], str], name: str) -> str:
     try:
         check(value)
     except ValueError as exc:
-        raise CommandError("invalid_path", str(exc), [{"loc": loc, "msg": str(exc), "type": "value_error"}],
+        raise CommandError("invalid_path", str(exc), [{"loc": ["path", name], "msg": str(exc), "type": "value_error"}],
                            status=422) from None
     return value
 
@@ -133,17 +133,18 @@ async def import_households(batch: ImportBatch, officer: CurrentOfficer, svc: In
 async def update_household(kk: KKPath, household: Household, officer: CurrentOfficer,
                            svc: IntakeDep) -> RegistrationResult:
     require_role(officer, *HOUSEHOLD_WRITERS)
-    checked(kk, check_kk_number, "path.kk")
+    checked(kk, check_kk_number, "kk")
     if household.kk_number != kk:
         raise CommandError("kk_mismatch", "the body's kk_number differs from the KK in the path",
-                           [{"loc": "body.kk_number", "msg": "must equal the KK in the path", "type": "kk_mismatch"}],
+                           [{"loc": ["body", "kk_number"], "msg": "must equal the KK in the path",
+                             "type": "kk_mismatch"}],
                            status=422)
     return await svc.registry.register(household, caller_of(officer), must_exist=True)
 
 
 @households.get("/{kk}", response_model=HouseholdRecord)
 async def get_household(kk: KKPath, officer: CurrentOfficer, svc: IntakeDep) -> HouseholdRecord:
-    checked(kk, check_kk_number, "path.kk")
+    checked(kk, check_kk_number, "kk")
     return await svc.registry.get(kk, caller_of(officer))
 
 
@@ -152,8 +153,8 @@ async def transfer_member(kk: KKPath, nik: NIKPath, body: TransferRequest, offic
                           svc: IntakeDep, idempotency_key: IdempotencyKey = None) -> TransferResult:
     """Moves a member to another registered household; both get a revision (transfer_out, transfer_in)."""
     require_role(officer, *TRANSFER_ROLES)
-    checked(kk, check_kk_number, "path.kk")
-    checked(nik, check_nik, "path.nik")
+    checked(kk, check_kk_number, "kk")
+    checked(nik, check_nik, "nik")
     return await svc.transfers.request(kk, nik, body, caller_of(officer), idempotency_key)
 
 

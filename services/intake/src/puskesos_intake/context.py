@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
-from puskesos_shared.commands import CommandError
+from puskesos_shared.auth import outside_scope
 from puskesos_shared.contracts.envelope import Actor, Event
 from puskesos_shared.messaging import PublishError
 from puskesos_shared.mongo import Document
@@ -45,8 +45,7 @@ class Caller:
 
     def require(self, village_code: str) -> None:
         if not self.covers(village_code):
-            raise CommandError("outside_scope", f"village {village_code} is outside this officer's scope",
-                               status=403)
+            raise outside_scope()
 
 
 @dataclass

@@ -87,7 +87,7 @@ class ComplaintDesk:
 
     async def file(self, request: ComplaintRequest, caller: Caller, idempotency_key: str | None) -> FilingResult:
         if not village_exists(request.village_code):
-            raise unknown_village("body.village_code")
+            raise unknown_village(("body", "village_code"))
         caller.require(request.village_code)
         cid = str(complaint_id_for(caller.actor.id, idempotency_key))
         # a retry with the same key is recognised by the insert below (the complaint id is taken)

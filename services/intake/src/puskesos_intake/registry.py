@@ -16,7 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any
 
 from puskesos_shared.commands import CommandError
 from puskesos_shared.contracts.envelope import Actor, Event
@@ -87,13 +89,13 @@ MAX_MONTHLY_INCOME = 10**15
 def income_too_large() -> CommandError:
     msg = f"must be at most {MAX_MONTHLY_INCOME}"
     return CommandError("invalid_request", f"monthly_income {msg}",
-                        [{"loc": "body.socio_economic.monthly_income", "msg": msg, "type": "less_than_equal"}],
+                        [{"loc": ["body", "socio_economic", "monthly_income"], "msg": msg, "type": "less_than_equal"}],
                         status=422)
 
 
-def unknown_village(loc: str = "body.address.village_code") -> CommandError:
+def unknown_village(loc: Sequence[str] = ("body", "address", "village_code")) -> CommandError:
     return CommandError("unknown_village", "the village code does not exist in the Kemendagri data",
-                        [{"loc": loc, "msg": "unknown village code", "type": "unknown_village"}], status=422)
+                        [{"loc": list(loc), "msg": "unknown village code", "type": "unknown_village"}], status=422)
 
 
 class HouseholdRegistry:
@@ -192,7 +194,7 @@ class HouseholdRegistry:
             claimed.append(member.nik)
 
     async def _taken_error(self, index: int, exc: NikTaken, caller: Caller) -> CommandError:
-        field = {"loc": f"body.members.{index}.nik", "type": "nik_in_other_household",
+        field: dict[str, Any] = {"loc": ["body", "members", index, "nik"], "type": "nik_in_other_household",
                  "msg": "this NIK is a member of another household"}
         if exc.in_transfer:
             field["msg"] = "this NIK is being moved between households by a transfer in progress"

@@ -104,11 +104,11 @@ def _rejected(rejections: Sequence[Rejection]) -> list[RejectedRow]:
 def _from_error(group: Group, exc: CommandError) -> list[RejectedRow]:
     """A registration's refusal, pointed at the row and column its field names (never the value)."""
     out: list[RejectedRow] = []
-    for field in exc.fields or [{"loc": "", "msg": exc.message, "type": exc.code}]:
-        parts = str(field.get("loc", "")).split(".")
-        row, column = group.first_row, parts[-1] if parts[-1] in COLUMNS else ""
-        if len(parts) >= 3 and parts[1] == "members" and parts[2].isdigit() and int(parts[2]) < len(group.rows):
-            row = group.rows[int(parts[2])].number
+    for field in exc.fields or [{"loc": [], "msg": exc.message, "type": exc.code}]:
+        loc = field["loc"]
+        row, column = group.first_row, loc[-1] if loc and loc[-1] in COLUMNS else ""
+        if len(loc) >= 3 and loc[1] == "members" and isinstance(loc[2], int) and 0 <= loc[2] < len(group.rows):
+            row = group.rows[loc[2]].number
         reason = str(field.get("msg", exc.code)) if exc.fields else exc.code.replace("_", " ")
         out.append(RejectedRow(row=row, column=column, code=exc.code, reason=reason[:300]))
     return out
@@ -123,7 +123,7 @@ class RegistryImport:
         columns = [c.strip().lower() for c in batch.columns]
         if problems := header_problems(columns):
             raise CommandError("invalid_header", "; ".join(problems),
-                               [{"loc": "body.columns", "msg": p, "type": "invalid_header"} for p in problems],
+                               [{"loc": ["body", "columns"], "msg": p, "type": "invalid_header"} for p in problems],
                                status=422)
         rows = [Row(r.row, dict(zip(columns, r.values, strict=True))) for r in batch.rows]
         counts = {o: 0 for o in Outcome}

@@ -61,7 +61,7 @@ class Transfers:
                       idempotency_key: str | None) -> TransferResult:
         if req.to_kk == from_kk:
             raise CommandError("same_household", "the person is already in this household",
-                               [{"loc": "body.to_kk", "msg": "must differ from the source KK",
+                               [{"loc": ["body", "to_kk"], "msg": "must differ from the source KK",
                                  "type": "same_household"}], status=422)
         key = self.ctx.niks.key(nik)
         tid = str(stable_id("transfer", caller.actor.id, idempotency_key)) if idempotency_key else None

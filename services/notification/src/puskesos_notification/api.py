@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
-from puskesos_shared.auth import CurrentOfficer, require_role
+from fastapi import APIRouter, Path, Request
+from puskesos_shared.auth import CurrentOfficer, outside_scope, require_role
+from puskesos_shared.commands import CommandError
 from puskesos_shared.contracts.primitives import OfficerRole
 from puskesos_shared.service import ServiceRuntime
 
@@ -57,12 +58,11 @@ def _record_view(record: DeliveryRecord) -> dict[str, Any]:
 async def put_officer(officer_id: OfficerId, entry: OfficerEntry, officer: CurrentOfficer,
                       request: Request) -> dict[str, Any]:
     require_role(officer, *DIRECTORY_ROLES)
-    outside = [code for code in entry.scope if not within(code, officer.scope)]
-    if outside:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"scope {', '.join(outside)} is outside your own scope")
+    if not all(within(code, officer.scope) for code in entry.scope):
+        raise outside_scope("a region of the entry's scope")
     existing = await _store(request).officer(officer_id)
     if existing is not None and not all(within(c, officer.scope) for c in existing.scope):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this officer's current scope is outside your own scope")
+        raise outside_scope("the officer's current scope")
     req = OfficerUpsert(officer_id=officer_id, **entry.model_dump())
     return await _directory(request).upsert_officer(req)
 
@@ -71,7 +71,7 @@ async def put_officer(officer_id: OfficerId, entry: OfficerEntry, officer: Curre
 async def get_officer(officer_id: OfficerId, officer: CurrentOfficer, request: Request) -> dict[str, Any]:
     found = await _store(request).officer(officer_id)
     if found is None or not any(within(c, officer.scope) for c in found.scope):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such officer in your scope")
+        raise CommandError("officer_not_found", "no such officer in your scope", status=404)
     return officer_view(found)
 
 
@@ -80,9 +80,9 @@ async def delete_officer(officer_id: OfficerId, officer: CurrentOfficer, request
     require_role(officer, *DIRECTORY_ROLES)
     found = await _store(request).officer(officer_id)
     if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such officer")
+        raise CommandError("officer_not_found", "no such officer", status=404)
     if not all(within(c, officer.scope) for c in found.scope):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this officer's scope is outside your own scope")
+        raise outside_scope("the officer's scope")
     return await _directory(request).remove_officer(OfficerRemove(officer_id=officer_id))
 
 
@@ -97,7 +97,7 @@ async def put_opt_out(body: OptOut, officer: CurrentOfficer, request: Request) -
 async def get_delivery(notification_id: uuid.UUID, officer: CurrentOfficer, request: Request) -> dict[str, Any]:
     record = await _store(request).get(notification_id)
     if record is None or not _visible(record, officer.scope):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such notification in your scope")
+        raise CommandError("notification_not_found", "no such notification in your scope", status=404)
     return _record_view(record)
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from puskesos_shared.auth import AuthError, Officer, verify_token
-from puskesos_shared.commands import CommandError
+from puskesos_shared.auth import Officer, forbidden_role, officer_of, outside_scope
 from puskesos_shared.contracts.primitives import OfficerRole
 from puskesos_shared.regions import regency_of
 from pydantic import SecretStr
@@ -19,8 +18,7 @@ PUBLISH_RULES = frozenset({R.OPERATOR})
 
 def require_role(officer: Officer, roles: frozenset[OfficerRole]) -> None:
     if officer.role not in roles:
-        allowed = ", ".join(sorted(r.value for r in roles))
-        raise CommandError("forbidden", f"role {officer.role.value} may not do this (needs {allowed})", status=403)
+        raise forbidden_role(roles)
 
 
 def require_scope(officer: Officer, code: str) -> None:
@@ -30,14 +28,9 @@ def require_scope(officer: Officer, code: str) -> None:
     else:
         covered = code in officer.scope or regency_of(code) in officer.scope
     if not covered:
-        raise CommandError("forbidden", f"{code} is outside this officer's scope", status=403)
+        raise outside_scope("the village or kecamatan")
 
 
 def officer_from_token(token: str, secret: SecretStr | None) -> Officer:
     """The officer of a token sent in a NATS command body."""
-    if secret is None:
-        raise CommandError("auth_not_configured", "authentication is not configured on this service", status=503)
-    try:
-        return verify_token(token, secret.get_secret_value())
-    except AuthError as exc:
-        raise CommandError("unauthorized", str(exc), status=401) from None
+    return officer_of(token, secret)

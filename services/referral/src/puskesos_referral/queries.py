@@ -50,7 +50,7 @@ class CaseQueries:
             filters["status"] = CaseStatus.CLOSED.value
         if query.sla_state is not None:
             if query.status is not StatusFilter.OPEN:
-                field = {"loc": "sla_state", "msg": "needs status=open", "type": "value_error"}
+                field = {"loc": ["sla_state"], "msg": "needs status=open", "type": "value_error"}
                 raise CommandError("invalid_request", "sla_state filters open cases only", [field], status=422)
             filters.update(_sla_filter(query.sla_state, today))
         cases, total = await self.store.find_cases(filters, skip=query.offset, limit=query.limit)
@@ -74,5 +74,5 @@ class CaseQueries:
     async def rule_set(self, tag: str) -> dict[str, Any]:
         found = await self.store.rule_set(tag)
         if found is None:
-            raise CommandError("rule_set_not_found", f"no rule set {tag}", status=404)
+            raise CommandError("rule_set_not_found", "no rule set has this tag", status=404)
         return {"tag": found.tag, "digest": found.digest(), "document": found.document()}

@@ -47,18 +47,18 @@ class RuleBook:
         authz.require_role(officer, authz.PUBLISH_RULES)
         if rule_set.name != RULES_NAME:
             raise CommandError("unknown_rule_set", f"this service evaluates rule set {RULES_NAME!r}",
-                               [{"loc": "rule_set.name", "msg": f"must be {RULES_NAME}", "type": "value_error"}],
+                               [{"loc": ["rule_set", "name"], "msg": f"must be {RULES_NAME}", "type": "value_error"}],
                                status=422)
         stored = await self.store.rule_set(rule_set.tag)
         if stored is not None:
             if stored.digest() == rule_set.digest():
                 return {"duplicate": True, "tag": rule_set.tag, "digest": stored.digest()}
-            raise CommandError("rule_set_exists", f"{rule_set.tag} is published with other content; "
+            raise CommandError("rule_set_exists", "this version is published with other content; "
                                "published versions never change: publish a higher version", status=409)
         latest = await self.store.latest_rule_set(RULES_NAME)
         if latest is not None and rule_set.version <= latest.version:
             raise CommandError("version_not_newer", f"the latest published version is {latest.tag}",
-                               [{"loc": "rule_set.version", "msg": f"must be above {latest.version}",
+                               [{"loc": ["rule_set", "version"], "msg": f"must be above {latest.version}",
                                  "type": "value_error"}], status=409)
         if not await self.store.add_rule_set(rule_set, published_by=officer.officer_id, now=self.clock()):
             return await self.publish(officer, rule_set)  # a concurrent publish of the same tag

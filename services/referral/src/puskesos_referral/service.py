@@ -103,7 +103,7 @@ class ReferralService:
         for attempt in range(1, self.max_attempts + 1):
             case = await (self.store.current(case_id) if attempt == 1 else self.store.latest(case_id))
             if case is None:
-                raise CommandError("case_not_found", f"no case {case_id}", status=404)
+                raise CommandError("case_not_found", "no case has this id", status=404)
             check(case)
             if command_id is not None and case.applied(command_id):
                 return case, True
@@ -189,7 +189,8 @@ class ReferralService:
                 if found is None:
                     raise CommandError("household_unknown", "the family card (KK) is not registered with the "
                                        "referral service yet: register the household at intake first",
-                                       [{"loc": "kk_number", "msg": "unknown household", "type": "household_unknown"}],
+                                       [{"loc": ["kk_number"], "msg": "unknown household",
+                                         "type": "household_unknown"}],
                                        status=409)
                 household = household_inputs(found[0], found[1], today)
             inputs = build_inputs(assessed_on=today, category=case.category, urgency=case.urgency,
@@ -213,7 +214,7 @@ class ReferralService:
             try:
                 entry = catalog.resolve_target(req.target_code, case.village_code)
             except catalog.UnknownTarget as exc:
-                raise CommandError("unknown_target", str(exc), [{"loc": "target_code", "msg": str(exc),
+                raise CommandError("unknown_target", str(exc), [{"loc": ["target_code"], "msg": str(exc),
                                                                  "type": "unknown_target"}], status=422) from None
             target = entry.target()
             check_referral(case, target)  # before a number is taken: a refused referral uses none
@@ -299,7 +300,7 @@ class ReferralService:
         authz.require_role(officer, authz.READ)
         case = await self.store.latest(case_id)
         if case is None:
-            raise CommandError("case_not_found", f"no case {case_id}", status=404)
+            raise CommandError("case_not_found", "no case has this id", status=404)
         authz.require_scope(officer, case.village_code)
         return case
 

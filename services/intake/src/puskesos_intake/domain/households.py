@@ -23,7 +23,9 @@ from puskesos_shared.contracts.intake import (
     Member,
     Relationship,
 )
+from puskesos_shared.contracts.registry import describe_validation_error
 from puskesos_shared.ids import stable_id
+from pydantic import ValidationError
 
 
 def household_id(kk_number: str) -> uuid.UUID:
@@ -126,8 +128,9 @@ def with_member(household: Household, member: Member, relationship: Relationship
     moved = member.model_copy(update={"relationship": relationship})
     try:
         return Household.model_validate({**household.model_dump(), "members": (*household.members, moved)})
-    except ValueError as exc:
-        raise TransferRefused(f"the receiving household would not be valid: {exc}") from None
+    except ValidationError as exc:  # its text carries the values; the description does not
+        raise TransferRefused(f"the receiving household would not be valid: {describe_validation_error(exc)}"
+                              ) from None
 
 
 def registered_event(*, hid: uuid.UUID, household: Household, warnings: Sequence[DataWarning], actor: Actor,
