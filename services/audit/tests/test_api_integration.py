@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -45,8 +46,13 @@ async def test_auditor_api(nats_url: str, mongo_url: str, namespace: str, db_pre
         chart = await http.post("/audit/trace", params={"format": "mermaid"}, headers=auth(),
                                 json={"kind": "disbursement", "value": str(flow.ids["disbursement_id"])})
         assert chart.text.startswith("graph LR") and "CaseAssessed" in chart.text and "-->|" in chart.text
-        missing = await http.post("/audit/trace", json={"kind": "case", "value": "no-such-case"}, headers=auth())
-        assert missing.status_code == 404
+        missing = await http.post("/audit/trace", json={"kind": "case", "value": str(uuid.uuid4())}, headers=auth())
+        assert missing.status_code == 404 and missing.json()["code"] == "trace_not_found"
+        invalid = await http.post("/audit/trace", json={"kind": "case", "value": "no-such-case"}, headers=auth())
+        assert invalid.status_code == 422 and invalid.json()["errors"][0]["loc"] == ["body", "value"]
+        assert "is a UUID" in invalid.json()["errors"][0]["msg"]
+        bad_nik = await http.post("/audit/trace", json={"kind": "nik", "value": "1234"}, headers=auth())
+        assert bad_nik.status_code == 422 and "invalid NIK" in bad_nik.json()["errors"][0]["msg"]
         # an auditor of another regency sees the shape of the trace, not its content
         outside = (await http.post("/audit/trace", json=body, headers=auth(OfficerRole.AUDITOR, "35.09"))).json()
         assert all(n["data"] is None for n in outside["nodes"] if n["village_code"])

@@ -18,7 +18,7 @@ from puskesos_shared.auth import CurrentOfficer, Officer, require_role, require_
 from puskesos_shared.commands import CommandError
 from puskesos_shared.contracts.primitives import OfficerRole
 from puskesos_shared.service import ServiceRuntime
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from . import queries
 from .commands import MAX_SEQ, ReplayRequest, start_replay
@@ -26,7 +26,7 @@ from .reader import LogReader
 from .render import mermaid
 from .settings import AuditSettings
 from .store import AuditStore
-from .trace import TraceKind, TraceResult, trace
+from .trace import TraceKind, TraceResult, check_trace_value, trace
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 SeqQuery = Annotated[int | None, Query(ge=1, le=MAX_SEQ)]
@@ -79,6 +79,13 @@ class TraceRequest(BaseModel):
     kind: TraceKind
     value: str = Field(min_length=1, max_length=100, repr=False)
     max_nodes: int = Field(default=500, ge=1, le=5000)
+
+    @field_validator("value")
+    @classmethod
+    def _value_of_its_kind(cls, value: str, info: ValidationInfo) -> str:
+        # an invalid id, NIK or KK is a 422 naming the rule, not "nothing in the log"
+        kind = info.data.get("kind")
+        return check_trace_value(kind, value) if isinstance(kind, TraceKind) else value
 
 
 def redact_outside_scope(result: TraceResult, officer: Officer) -> TraceResult:
