@@ -133,8 +133,9 @@ def round_body(key: str, families: int, budget_families: int, quotas: list[dict[
                ) -> dict[str, Any]:
     return {"key": key, "name": f"Bench BLT {families:,} families", "program": "BLT", "funding_source": "DBHCHT",
             "amount_per_family": AMOUNT, "budget_cap": AMOUNT * budget_families,
-            "eligibility_rule_version": "blt-eligibility@1", "period_start": "2022-11-01",
-            "period_end": "2022-12-31", "village_quotas": quotas or []}
+            "eligibility_rule_version": "blt-eligibility@2", "period_start": "2022-11-01",
+            "period_end": "2022-12-31", "village_quotas": quotas or [],
+            "villages_without_quota": "excluded" if quotas else None}
 
 
 async def wait_drained(js: Any, topology: Topology, started: float, console: Console, label: str) -> float:

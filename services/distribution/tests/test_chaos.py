@@ -62,7 +62,8 @@ async def test_replicas_killed_at_random_pay_each_family_once_within_budget_and_
     opened = processes.cli("round", "open", key, "--name", "Chaos round", "--funding-source", "DBHCHT",
                            "--amount", str(AMOUNT), "--budget", str(AMOUNT * BUDGET_FAMILIES + 123),
                            "--from", "2022-11-01", "--to", "2022-12-31",
-                           *[a for v, q in quotas.items() for a in ("--quota", f"{v}={q}")])
+                           *[a for v, q in quotas.items() for a in ("--quota", f"{v}={q}")],
+                           "--villages-without-quota", "excluded")
     assert opened.returncode == 0, opened.stderr
     csv_file = write_csv(tmp_path / "recipients.csv", FAMILIES, seed=2022, bad_every=400)
 

@@ -27,7 +27,12 @@ from puskesos_distribution.rows import RowError, validate_row
 from puskesos_distribution.sample_data import BAD_KINDS, recipient_rows, write_csv
 from puskesos_distribution.status_view import render_close, status_table
 from puskesos_distribution.workitems import Candidate, allocate_item, decode_work_item
-from puskesos_shared.contracts.distribution import AllocationBasis, CandidateSource, RejectionReason
+from puskesos_shared.contracts.distribution import (
+    AllocationBasis,
+    CandidateSource,
+    RejectionReason,
+    VillagesWithoutQuota,
+)
 from puskesos_shared.contracts.envelope import Actor
 from puskesos_shared.contracts.registry import InvalidMessage
 from rich.console import Console
@@ -46,9 +51,13 @@ def candidate(source: CandidateSource = CandidateSource.IMPORT) -> Candidate:
     return result
 
 
-def round_view(status: RoundStatus = RoundStatus.OPEN, quotas: dict[str, int] | None = None) -> RoundView:
+def round_view(status: RoundStatus = RoundStatus.OPEN, quotas: dict[str, int] | None = None,
+               without_quota: VillagesWithoutQuota | None = None) -> RoundView:
+    """A round of rule @1 (villages without a quota excluded), or of rule @2 when ``without_quota`` is chosen."""
     return RoundView(round_id=ROUND, status=status, amount_per_family=300_000, budget_slots=10, quotas=quotas or {},
-                     rule_version="blt-eligibility@1", program="BLT")
+                     rule_version="blt-eligibility@1" if without_quota is None else "blt-eligibility@2", program="BLT",
+                     without_quota=without_quota or (VillagesWithoutQuota.EXCLUDED if quotas
+                                                     else VillagesWithoutQuota.UNLIMITED))
 
 
 def assessment(eligible: bool | None) -> AssessmentView:
@@ -71,6 +80,10 @@ def item(source: CandidateSource = CandidateSource.IMPORT) -> Any:
     (CandidateSource.IMPORT, round_view(), None, assessment(None), None),
     (CandidateSource.IMPORT, round_view(), None, None, None),
     (CandidateSource.IMPORT, round_view(quotas={"35.09.01.2001": 3}), None, None, RejectionReason.NOT_ELIGIBLE),
+    (CandidateSource.IMPORT, round_view(quotas={"35.09.01.2001": 3}, without_quota=VillagesWithoutQuota.EXCLUDED),
+     None, None, RejectionReason.NO_VILLAGE_QUOTA),
+    (CandidateSource.IMPORT, round_view(quotas={"35.09.01.2001": 3}, without_quota=VillagesWithoutQuota.UNLIMITED),
+     None, None, None),
     (CandidateSource.ASSESSMENT, round_view(), HOUSEHOLD, assessment(None), RejectionReason.NOT_ELIGIBLE),
     (CandidateSource.ASSESSMENT, round_view(), None, assessment(True), RejectionReason.NOT_ELIGIBLE),
     (CandidateSource.ASSESSMENT, round_view(quotas={"35.73.02.1001": 1}), HOUSEHOLD, assessment(True), None),

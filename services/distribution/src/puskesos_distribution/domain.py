@@ -76,7 +76,8 @@ class RoundView:
     quotas: dict[str, int]
     rule_version: str
     program: str
-    without_quota: VillagesWithoutQuota = VillagesWithoutQuota.UNLIMITED
+    #: What the round does with a village that has no quota (``AidRoundOpenedData.without_quota``).
+    without_quota: VillagesWithoutQuota
 
     @classmethod
     def of(cls, config: AidRoundOpenedData, status: RoundStatus) -> RoundView:
