@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from puskesos_shared.contracts import ComplaintFiled, Event
@@ -44,14 +43,6 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
-
-
-@pytest_asyncio.fixture
-async def broker(nats_url: str, jetstream: JetStreamContext) -> AsyncIterator[NatsBroker]:
-    b = NatsBroker(nats_url)
-    await b.connect()
-    yield b
-    await b.stop()
 
 
 async def stream_messages(js: JetStreamContext, stream: str) -> list[Any]:

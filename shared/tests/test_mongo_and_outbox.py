@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from puskesos_shared.contracts import ComplaintFiled
@@ -41,14 +39,6 @@ async def test_round_trip_and_unique_violation_is_already_done(mongo_url: str, d
     finally:
         await mongo.client.drop_database(f"{db_prefix}_roundtrip")
         await mongo.close()
-
-
-@pytest_asyncio.fixture
-async def broker(nats_url: str, jetstream: JetStreamContext) -> AsyncIterator[NatsBroker]:
-    b = NatsBroker(nats_url)
-    await b.connect()
-    yield b
-    await b.stop()
 
 
 def complaint(n: int) -> ComplaintFiled:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from puskesos_shared.contracts import (
@@ -180,14 +178,6 @@ def test_an_unknown_value_of_a_closed_enum_is_a_contract_violation() -> None:
 
 FAST = ConsumerPolicy(max_attempts=2, backoff_initial_seconds=0.05, backoff_max_seconds=0.2,
                       ack_wait_seconds=5, fetch_timeout_seconds=0.2)
-
-
-@pytest_asyncio.fixture
-async def broker(nats_url: str, jetstream: JetStreamContext) -> AsyncIterator[NatsBroker]:
-    b = NatsBroker(nats_url)
-    await b.connect()
-    yield b
-    await b.stop()
 
 
 @pytest.mark.integration
