@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 import httpx
@@ -71,13 +72,35 @@ def wait_ready(procs: list[ManagedProcess], timeout: float = 120.0) -> None:
                 time.sleep(0.2)
 
 
-def up(replicas: Mapping[str, int] | None = None, *, extra_env: Mapping[str, Mapping[str, str]] | None = None,
-       modules: Mapping[str, str] | None = None) -> list[ManagedProcess]:
-    """Starts every service instance not running yet and waits until each is ready.
+#: What a service's instances are started with beyond the connection settings, by ``up``: its extra
+#: environment and launcher module, kept in the stack's state so that ``scale`` starts another replica
+#: identically. Passwords and secrets are never kept there: they come from ``stack`` at each start.
+LAUNCH = "launch"
+SCALABLE = ("distribution",)
+_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN")
 
-    ``replicas``: instances per service (default 1); ``extra_env``: more environment per service;
-    ``modules``: a launcher module instead of ``puskesos_{name}`` (the demo's movable clock).
-    """
+
+def _launch_entry(name: str, env: Mapping[str, str], module: str | None) -> dict[str, Any]:
+    secret = sorted(k for k in env if any(word in k.upper() for word in _SECRET_WORDS))
+    if secret:
+        raise StackError(f"{name}: {', '.join(secret)} would be written into the stack's state; secrets come "
+                         "from the stack (`stack.auth_secret`, `stack.nats_passwords`), not from extra_env")
+    return {"env": dict(env), "module": module}
+
+
+def _instances(data: Mapping[str, Any], name: str) -> dict[int, dict[str, Any]]:
+    """The running instances of ``name`` in the state, by instance number."""
+    out: dict[int, dict[str, Any]] = {}
+    for entry in data.get("services", []):
+        base, _, number = str(entry["name"]).rpartition("-")
+        if base == name and number.isdigit() and state.process_from(entry).alive():
+            out[int(number)] = entry
+    return out
+
+
+def _start(plan: Mapping[str, Sequence[int]], launch: Mapping[str, Mapping[str, Any]]) -> list[ManagedProcess]:
+    """Starts these instances with the stack's connection settings and each service's ``launch`` entry,
+    records them in the state (keeping the instances still alive) and waits until they are ready."""
     servers = state.load().get("servers", {})
     if {"nats", "mongo"} - servers.keys():
         raise StackError("the stack is down: run `uv run puskesos stack up` first")
@@ -86,19 +109,57 @@ def up(replicas: Mapping[str, int] | None = None, *, extra_env: Mapping[str, Map
     env = {"PUSKESOS_NATS_URL": str(servers["nats"]["url"]), "PUSKESOS_MONGO_URL": str(servers["mongo"]["url"]),
            "PUSKESOS_AUTH_SECRET": auth_secret()}
     passwords = nats_passwords()
-    running = {e["name"] for e in state.load().get("services", []) if state.process_from(e).alive()}
-    started: list[ManagedProcess] = []
-    for name in SERVICES:
-        for instance in range((replicas or {}).get(name, 1)):
-            if f"{name}-{instance}" not in running:
-                service_env = {**env, "PUSKESOS_NATS_USER": name, "PUSKESOS_NATS_PASSWORD": passwords[name],
-                               **(extra_env or {}).get(name, {})}
-                started.append(start_service(name, instance, service_env, (modules or {}).get(name)))
+    started = [start_service(name, instance, {**env, "PUSKESOS_NATS_USER": name, "PUSKESOS_NATS_PASSWORD":
+                                              passwords[name], **launch[name]["env"]}, launch[name]["module"])
+               for name, instances in plan.items() for instance in instances]
     data = state.load()
-    data["services"] = [e for e in data.get("services", []) if e["name"] in running] + [p.to_json() for p in started]
+    alive = [e for e in data.get("services", []) if state.process_from(e).alive()]
+    data["services"] = alive + [p.to_json() for p in started]
+    data[LAUNCH] = {**data.get(LAUNCH, {}), **{name: dict(launch[name]) for name in plan if plan[name]}}
     state.save(data)
     wait_ready(started)
     return started
+
+
+def up(replicas: Mapping[str, int] | None = None, *, extra_env: Mapping[str, Mapping[str, str]] | None = None,
+       modules: Mapping[str, str] | None = None) -> list[ManagedProcess]:
+    """Starts every service instance not running yet and waits until each is ready.
+
+    ``replicas``: instances per service (default 1); ``extra_env``: more environment per service;
+    ``modules``: a launcher module instead of ``puskesos_{name}`` (the demo's movable clock).
+    """
+    data = state.load()
+    running = {name: _instances(data, name) for name in SERVICES}
+    plan = {name: [i for i in range((replicas or {}).get(name, 1)) if i not in running[name]] for name in SERVICES}
+    launch = {name: _launch_entry(name, (extra_env or {}).get(name, {}), (modules or {}).get(name))
+              for name in SERVICES}
+    return _start(plan, launch)
+
+
+def scale(name: str, replicas: int) -> tuple[list[ManagedProcess], list[ManagedProcess]]:
+    """Runs ``replicas`` instances of ``name`` (numbers 0..replicas-1) without touching the others:
+    starts the missing ones as ``up`` started the running ones, and stops the higher-numbered ones
+    gracefully (SIGTERM: a replica stops fetching, finishes or gives back its work items, which the
+    others are then delivered). Returns (started, stopped)."""
+    if name not in SCALABLE:
+        raise StackError(f"only {', '.join(SCALABLE)} scales; {name} runs one instance "
+                         f"(`uv run puskesos services scale distribution N`)")
+    data = state.load()
+    launch = data.get(LAUNCH, {}).get(name)
+    running = _instances(data, name)
+    if not running:
+        raise StackError(f"no {name} replica is running: start the services first (`uv run puskesos services up`)")
+    if launch is None:
+        raise StackError(f"the state does not say how {name} was started (an older `services up`): run "
+                         "`uv run puskesos services down` and `services up` once")
+    extra = [state.process_from(running[i]) for i in sorted(running, reverse=True) if i >= replicas]
+    with ThreadPoolExecutor(max_workers=max(len(extra), 1)) as pool:
+        list(pool.map(lambda proc: proc.stop(timeout=25), extra))
+    data = state.load()
+    data["services"] = [e for e in data.get("services", []) if e["name"] not in {p.name for p in extra}]
+    state.save(data)
+    started = _start({name: [i for i in range(replicas) if i not in running]}, {name: launch})
+    return started, extra
 
 
 def start_gateway(argv: Callable[[int], list[str]], *, port: int = 8190) -> ManagedProcess:
@@ -135,6 +196,7 @@ def down() -> None:
         state.process_from(entry).stop(timeout=25)
         console.print(f"stopped {entry['name']}")
     data["services"] = []
+    data.pop(LAUNCH, None)
     state.save(data)
 
 
@@ -202,6 +264,30 @@ def up_command(
         console.print(f"[green]ready[/green] {proc.name} {_where(proc)} (log {proc.log_path})")
     if not started:
         console.print("every service was already running (`uv run puskesos services status`)")
+
+
+@app.command("scale")
+def scale_command(
+    name: Annotated[str, typer.Argument(help="The service: only distribution scales")],
+    replicas: Annotated[int, typer.Argument(min=1, max=16, help="Replicas to run")],
+) -> None:
+    """Add or remove distribution replicas while a round runs; the others keep running.
+
+    New replicas start as `services up` started the running ones; removed ones are the highest-numbered,
+    stopped gracefully (their work items go to the others)."""
+    try:
+        with console.status(f"Scaling {name} to {replicas} ..."):
+            started, stopped = scale(name, replicas)
+    except StackError as exc:
+        console.print(f"[red]services scale failed:[/red] {exc}")
+        raise typer.Exit(2 if name not in SCALABLE else 1) from None
+    for proc in stopped:
+        console.print(f"[yellow]stopped[/yellow] {proc.name} {proc.url} (pid {proc.pid})")
+    for proc in started:
+        console.print(f"[green]ready[/green] {proc.name} {proc.url} (log {proc.log_path})")
+    running = sorted(_instances(state.load(), name))
+    console.print(f"{name}: {len(running)} replica{'s' if len(running) != 1 else ''} running "
+                  f"({', '.join(f'{name}-{i}' for i in running)})")
 
 
 @app.command("down")

@@ -45,6 +45,7 @@ async def test_a_round_over_http(settings_for: Any, helpers: Any, round_body: An
         await helpers.wait_until(paid, timeout=60, what="five payouts")
         status = await client.get("/rounds/http-round", headers=bearer(helpers, OfficerRole.AUDITOR))
         assert status.status_code == 200 and status.json()["candidates"] == 5
+        assert status.json()["replicas"] == 1 and len(status.json()["instances"]) == 1  # this app, by presence
         assert (await client.get("/rounds/nope-round", headers=bearer(helpers))).status_code == 404
         assert (await client.get("/rounds/x", headers=bearer(helpers))).status_code == 422
         closed = await client.post("/rounds/http-round/close", headers=bearer(helpers))

@@ -230,7 +230,8 @@ def test_the_operator_views_render() -> None:
               "budget_cap": 3_000_000, "amount_per_family": 300_000},
               "live": {"allocated": 4, "rejected_budget_exhausted": 1, "disbursed": 3, "disbursed_amount": 900_000},
               "pending": {"allocate": 5, "disburse": 1},
-              "consumers": {"allocate": {"pending": 5, "ack_pending": 0, "redelivered": 0}}}
+              "consumers": {"allocate": {"pending": 5, "ack_pending": 0, "redelivered": 0}},
+              "replicas": 2, "instances": ["a1b2c3", "d4e5f6"]}
     console = Console(record=True, width=140)
     console.print(status_table(status, (2.0, 1.0)))
     render_close({"round_id": "r", "closed_by": "op", "totals": {
@@ -240,4 +241,5 @@ def test_the_operator_views_render() -> None:
         "reconciliation": {"gateway_executed_count": 4, "gateway_executed_amount": 1_200_000, "matched": False,
                            "mismatches": ["a1: why"]}}, console)
     text = console.export_text()
+    assert "replicas running" in text and "2 (a1b2c3, d4e5f6)" in text
     assert "budget_exhausted 1" in text and "ETA" in text and "Rp900.000" in text and "a1: why" in text

@@ -19,6 +19,7 @@ from .context import Context, EventSink, Progress
 from .disbursement import Disburser
 from .gateway import HttpGateway, PaymentGateway
 from .imports import Imports
+from .presence import Presence
 from .projection import PROJECTED_EVENTS, PROJECTION_CONSUMER, Projection
 from .reservations import Reservations
 from .resident_export import export_handler
@@ -49,14 +50,18 @@ def make_configure(settings: DistributionSettings, gateway: PaymentGateway | Non
         store = MongoStore(runtime.db, linger=settings.batch_linger_seconds)
         await store.ensure_indexes()
         progress = Progress(store, uuid.uuid4().hex[:12])
+        gateway_ = gateway if gateway is not None else build_gateway(settings)
+        presence = Presence(runtime.broker, runtime.topology, progress.instance, pays=gateway_ is not None,
+                            window_seconds=settings.presence_window_seconds)
         ctx = Context(settings=settings, topology=runtime.topology, js=js, store=store,
                       events=EventSink(js, runtime.topology), work=WorkPublisher(js, runtime.topology),
                       progress=progress, projection=Projection(store), reservations=Reservations(store),
-                      gateway=gateway if gateway is not None else build_gateway(settings))
+                      gateway=gateway_, presence=presence)
         runtime.outbox_collections.append(runtime.db[ROUNDS])
         rounds, imports = RoundOperations(ctx, runtime.relay()), Imports(ctx)
         runtime.state.update(context=ctx, rounds=rounds, imports=imports)
         register_commands(runtime.broker, runtime.topology, settings, rounds, imports)
+        presence.serve()
         serve_export(runtime.broker, runtime.topology, service="distribution", handler=export_handler(store))
         subscribe_events(runtime.broker, runtime.topology, runtime.dead_letters, consumer=PROJECTION_CONSUMER,
                          events=PROJECTED_EVENTS, handler=ctx.projection.handle)
@@ -69,16 +74,16 @@ def make_configure(settings: DistributionSettings, gateway: PaymentGateway | Non
 
         runtime.add_background(allocate)
         runtime.add_background(progress.run)
-        if ctx.gateway is not None:
-            disburser = Disburser(ctx, ctx.gateway)
-            gateway_ = ctx.gateway
+        if gateway_ is not None:
+            disburser = Disburser(ctx, gateway_)
+            paying = gateway_
 
             async def disburse() -> None:
                 try:
                     await run_worker(js, runtime.topology, DISBURSE, handler=disburser.handle,
                                      dead_letters=runtime.dead_letters, policy=policies[DISBURSE])
                 finally:
-                    await gateway_.close()
+                    await paying.close()
 
             runtime.add_background(disburse)
         else:

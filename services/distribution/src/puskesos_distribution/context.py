@@ -23,6 +23,7 @@ from puskesos_shared.topology import Topology
 
 from .domain import RoundStatus, RoundView
 from .gateway import PaymentGateway
+from .presence import Presence
 from .projection import Projection
 from .reservations import Reservations
 from .settings import DistributionSettings
@@ -107,6 +108,7 @@ class Context:
     projection: Projection
     reservations: Reservations
     gateway: PaymentGateway | None = None
+    presence: Presence | None = None
     clock: Callable[[], dt.datetime] = utc_now
     _round_views: dict[tuple[uuid.UUID, str], RoundView] = field(default_factory=dict, init=False, repr=False)
 

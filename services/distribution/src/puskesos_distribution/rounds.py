@@ -88,6 +88,12 @@ class RoundOperations:
         subjects = info.state.subjects or {}
         return {kind: int(subjects.get(work_subject(topology, kind, round_id), 0)) for kind in (ALLOCATE, DISBURSE)}
 
+    async def replicas(self) -> dict[str, Any]:
+        """``replicas`` (None: unknown) and their ``instances``, from a presence request."""
+        if self.ctx.presence is None:
+            return {"replicas": None, "instances": []}
+        return await self.ctx.presence.gather()
+
     async def status(self, req: RoundStatusQuery) -> dict[str, Any]:
         doc = await self._round_doc(req.round_id)
         rid = str(req.round_id)
@@ -105,7 +111,8 @@ class RoundOperations:
             "round_id": rid, "key": doc["key"], "status": doc["status"], "config": doc["config"],
             "candidates": sum(int(i.get("accepted", 0)) for i in imports),
             "live": live, "pending": await self.pending_work(req.round_id), "consumers": consumers,
-            "closed": doc.get("closed"), "as_of": self.ctx.clock().isoformat(), "as_of_monotonic": time.monotonic(),
+            "closed": doc.get("closed"), **await self.replicas(),
+            "as_of": self.ctx.clock().isoformat(), "as_of_monotonic": time.monotonic(),
         }
         if req.exact:
             out["exact"] = {

@@ -29,6 +29,8 @@ class DistributionSettings(ServiceSettings):
     work_backoff_max_seconds: float = Field(default=30.0, gt=0)
     batch_linger_seconds: float = Field(default=0.002, ge=0, description="How long bulk writes wait for company")
     close_wait_seconds: float = Field(default=60.0, gt=0, description="How long close waits for the work to drain")
+    presence_window_seconds: float = Field(default=0.3, gt=0, le=5,
+                                           description="How long round status gathers the replicas' answers")
 
     def work_policy(self, in_flight: int) -> ConsumerPolicy:
         return ConsumerPolicy(

@@ -49,6 +49,9 @@ def status_table(status: dict[str, Any], rates: tuple[float, float] | None) -> T
     table.add_row("disbursed", f"{live.get('disbursed', 0):,} ({format_rupiah(int(live.get('disbursed_amount', 0)))})")
     table.add_row("failed (final)", f"{live.get('failed', 0):,} ({live.get('failed_attempts', 0):,} retried attempts)")
     table.add_row("queued", f"{pending['allocate']:,} to allocate, {pending['disburse']:,} to disburse")
+    replicas = status.get("replicas")
+    table.add_row("replicas running", "unknown (no answer to the presence request)" if replicas is None
+                  else f"{replicas} ({', '.join(status.get('instances') or [])})")
     lag = status["consumers"]
     table.add_row("consumer lag", ", ".join(
         f"{kind}: {c['pending']:,} waiting, {c['ack_pending']:,} in progress, {c['redelivered']:,} redelivered"
