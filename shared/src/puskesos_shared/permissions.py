@@ -55,6 +55,8 @@ _EXTRA_PUBLISH: dict[str, list[str]] = {
     # the resident data export (UU PDP): intake's edge gathers every service's part (``resident_export``)
     "intake": [f"{{ns}}.commands.{service}.export_resident.v1"
                for service in ("referral", "distribution", "notification", "audit")],
+    # round status counts the running replicas: a presence request every replica answers
+    "distribution": ["{ns}.commands.distribution.presence.v1"],
 }
 
 
@@ -105,9 +107,15 @@ def generate_passwords(names: list[str]) -> dict[str, str]:
     return {name: secrets.token_urlsafe(24) for name in names}
 
 
+def nats_authorization(users: list[NatsUser]) -> dict[str, Any]:
+    """The ``authorization`` block of a nats-server configuration with these users."""
+    return {"users": [u.config() for u in users]}
+
+
 def nats_config(users: list[NatsUser], *, store_dir: str, sync_always: bool = False) -> str:
-    """A nats-server configuration (JSON is valid NATS config syntax) with JetStream and these users."""
+    """A nats-server configuration (JSON is valid NATS config syntax) with JetStream and these users
+    (a local cluster's nodes get ``nats_authorization`` instead: see ``localstack.start_nats_cluster``)."""
     jetstream: dict[str, Any] = {"store_dir": store_dir}
     if sync_always:
         jetstream["sync_interval"] = "always"
-    return json.dumps({"jetstream": jetstream, "authorization": {"users": [u.config() for u in users]}}, indent=2)
+    return json.dumps({"jetstream": jetstream, "authorization": nats_authorization(users)}, indent=2)

@@ -79,14 +79,19 @@ def build_broker(settings: ServiceSettings, name: str) -> NatsBroker:
         else None
     )
     return NatsBroker(
-        settings.nats_url,
+        settings.nats_servers,
         name=f"puskesos-{name}",
         security=security,
         # FastStream's default broker logger writes plain text to stdout past the masking
         # pipeline; a child of "faststream" goes through it (WARNING and up, see logging.py).
         logger=logging.getLogger("faststream.broker"),
+        # Through a cluster's leader elections and restarts: never give up; a dead server is left for the
+        # next one at once (the wait applies to trying the same server again); a frozen server (no TCP
+        # reset) is noticed by two unanswered pings.
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
+        ping_interval=10,
+        max_outstanding_pings=2,
         graceful_timeout=15.0,
     )
 

@@ -16,6 +16,11 @@ from .localstack import stack_dir
 from .topology import Topology
 
 
+def nats_servers(urls: str) -> list[str]:
+    """``nats://a:4222,nats://b:4222`` as a list of URLs (NATS clients take the list)."""
+    return [url.strip() for url in urls.split(",") if url.strip()]
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PUSKESOS_", env_file_encoding="utf-8", extra="ignore")
 
@@ -28,7 +33,8 @@ class ServiceSettings(BaseSettings):
     SERVICE_NAME: ClassVar[str] = "service"
     DEFAULT_HTTP_PORT: ClassVar[int] = 8000
 
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = Field(default="nats://127.0.0.1:4222",
+                          description="A NATS server's URL, or several comma-separated (the servers of a cluster)")
     nats_user: str | None = None
     nats_password: str | None = Field(default=None, repr=False)
     mongo_url: str = "mongodb://127.0.0.1:27017/"
@@ -51,6 +57,18 @@ class ServiceSettings(BaseSettings):
         default="", description="Comma-separated IPs/CIDRs whose X-Forwarded-For is believed (default: none)")
     log_level: str = "info"
     log_json: bool | None = Field(default=None, description="JSON logs; default: when stderr is not a terminal")
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_urls(cls, value: str) -> str:
+        if not nats_servers(value):
+            raise ValueError("at least one NATS URL is needed")
+        return value
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """Every NATS server to connect to (``nats_url`` split at commas): clients move among them."""
+        return nats_servers(self.nats_url)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -18,6 +18,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from puskesos_shared.commands import CommandReply, send_command
+from puskesos_shared.settings import nats_servers
 from puskesos_shared.topology import Topology
 
 from .env import ScenarioEnv
@@ -120,8 +121,8 @@ class Bus:
 
 @asynccontextmanager
 async def connect(env: ScenarioEnv) -> AsyncIterator[Bus]:
-    nc = await nats.connect(env.nats_url, user=env.nats_user, password=env.nats_password, name="puskesos-scenario",
-                            max_reconnect_attempts=10)
+    nc = await nats.connect(nats_servers(env.nats_url), user=env.nats_user, password=env.nats_password,
+                            name="puskesos-scenario", max_reconnect_attempts=10)
     try:
         yield Bus(nc, Topology(namespace=env.namespace))
     finally:

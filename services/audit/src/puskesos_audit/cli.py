@@ -58,7 +58,7 @@ async def _store(settings: AuditSettings) -> AsyncIterator[AuditStore]:
 
 
 async def _nats(settings: AuditSettings) -> NatsClient:
-    return await nats.connect(settings.nats_url, user=settings.nats_user, password=settings.nats_password,
+    return await nats.connect(settings.nats_servers, user=settings.nats_user, password=settings.nats_password,
                               name="puskesos-audit-cli")
 
 

@@ -94,7 +94,7 @@ def _run(token: str | None, operator: str | None, work: Any) -> Any:
     signed = _token(token, operator, settings)
 
     async def main() -> Any:
-        nc = await nats.connect(settings.nats_url, user=settings.nats_user, password=settings.nats_password,
+        nc = await nats.connect(settings.nats_servers, user=settings.nats_user, password=settings.nats_password,
                                 name="puskesos-distribution-cli", max_reconnect_attempts=3)
         try:
             return await work(Client(nc, settings, signed))

@@ -16,6 +16,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
+from functools import partial
 from typing import cast
 
 import nats.errors
@@ -25,7 +26,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import BadRequestError
 from puskesos_shared.messaging import ConsumerPolicy, DeadLetters, encode_event, event_headers, process_delivery
 from puskesos_shared.messaging.consumer import Delivery, EventHandler, Outcome
-from puskesos_shared.messaging.streams import ensure_stream
+from puskesos_shared.messaging.streams import ensure_stream, until_ready
 from puskesos_shared.tasks import honour_cancellation
 from puskesos_shared.topology import DUPLICATE_WINDOW_SECONDS, Topology
 
@@ -67,7 +68,7 @@ async def ensure_work_queue(js: JetStreamContext, topology: Topology, policies: 
     for kind, consumer in CONSUMERS.items():
         config = policies[kind].consumer_config(consumer, [work_subject(topology, kind)])
         try:
-            await js.add_consumer(work_stream(topology), config)
+            await until_ready(partial(js.add_consumer, work_stream(topology), config), f"consumer {consumer}")
         except BadRequestError as exc:  # exists with another config: keep it, say so
             log.warning("work_consumer_config_kept", consumer=consumer, error=str(exc))
 

