@@ -1,6 +1,7 @@
 """Distribution benchmark: a 63,335-family BLT round end to end against the raw floor, same run.
 
     uv run python bench/distribution_round.py [--families 63335] [--replicas 2] [--skip-floor]
+        [--nats cluster-vs-single]
 
 Starts nats-server and the local Mongo engine with a 6 GB heap (or uses PUSKESOS_NATS_URL /
 PUSKESOS_MONGO_URL), the simulated gateway (no latency: the round's own cost is measured) and
@@ -16,6 +17,10 @@ The round is the distribution service's part (import, allocation, payouts, close
 reconciliation); the notification and audit services, which consume its events, are not running.
 CPU seconds per process and the load average before and after are printed: on this 2-core
 machine other work running at the same time shows there.
+
+``--nats cluster-vs-single`` runs the round twice in one run, on fresh servers each time: on one
+nats-server with ``sync_interval: always`` and on a 3-node cluster on loopback with the same setting
+and the streams at R3 (production's shape, deploy/nats), each with its own floor, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -42,8 +47,9 @@ from puskesos_distribution.workqueue import work_stream
 from puskesos_shared.auth import Officer, issue_token
 from puskesos_shared.commands import send_command
 from puskesos_shared.contracts.primitives import OfficerRole
+from puskesos_shared.settings import nats_servers
 from puskesos_shared.testing.processes import ServiceProcess, free_port
-from puskesos_shared.testing.servers import resolve_mongo, resolve_nats
+from puskesos_shared.testing.servers import NatsCluster, resolve_mongo, resolve_nats
 from puskesos_shared.topology import Topology
 from pymongo import AsyncMongoClient
 from rich.console import Console
@@ -53,12 +59,40 @@ AMOUNT = 300_000
 PUBLISH_ATTEMPTS = 5
 
 
+class Brokers:
+    """The NATS side of a run: one server as the tests start it (``resolve_nats``), or ``nodes`` servers with
+    production's settings (``sync_interval: always``; 3 nodes: a cluster with streams at R3)."""
+
+    def __init__(self, workdir: Path, nodes: int | None) -> None:
+        self.replicas = 3 if nodes and nodes >= 3 else 1
+        self._handle = resolve_nats(workdir) if nodes is None else None
+        self._cluster = (NatsCluster.start(workdir / "nats", size=nodes, sync_always=True)
+                         if nodes is not None else None)
+        self.url = self._handle.url if self._handle is not None else self._cluster.url  # type: ignore[union-attr]
+        self.label = ("one server (default fsync)" if nodes is None else
+                      "one server, sync_interval always" if nodes == 1 else
+                      f"{nodes}-node cluster, sync_interval always, streams at R{self.replicas}")
+
+    @property
+    def pids(self) -> list[int]:
+        if self._cluster is not None:
+            return [node.pid for node in self._cluster.nodes if node.pid]
+        process = self._handle.process if self._handle is not None else None
+        return [process.pid] if process is not None else []
+
+    def close(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
+        if self._handle is not None:
+            self._handle.close()
+
+
 class Stack:
     """Servers, the gateway simulator and distribution replicas for one benchmark run."""
 
-    def __init__(self, workdir: Path, *, mongo_heap: str = "6g") -> None:
+    def __init__(self, workdir: Path, *, mongo_heap: str = "6g", nats_nodes: int | None = None) -> None:
         self.workdir = workdir
-        self.nats = resolve_nats(workdir)
+        self.nats = Brokers(workdir, nats_nodes)
         self.mongo = resolve_mongo(workdir, heap=mongo_heap)  # 63,335 families: ~340k documents in memory
         self.procs: list[ServiceProcess] = []
 
@@ -74,6 +108,7 @@ class Stack:
     def replicas(self, count: int, namespace: str, gateway_port: int, **env: str) -> list[ServiceProcess]:
         env = {"PUSKESOS_NATS_URL": self.nats.url, "PUSKESOS_MONGO_URL": self.mongo.url,
                "PUSKESOS_NAMESPACE": namespace, "PUSKESOS_MONGO_DB": f"{namespace}_distribution",
+               "PUSKESOS_STREAM_REPLICAS": str(self.nats.replicas),
                "PUSKESOS_AUTH_SECRET": SECRET, "PUSKESOS_LOG_LEVEL": "warning",
                "PUSKESOS_GATEWAY_URL": f"http://127.0.0.1:{gateway_port}", **env}
         procs = [ServiceProcess("puskesos_distribution", log_path=self.workdir / f"{namespace}-replica-{i}.log",
@@ -161,7 +196,7 @@ async def run_round(stack: Stack, families: int, replicas: int, console: Console
              "PUSKESOS_ALLOCATE_IN_FLIGHT": "256", **(settings or {})}
     replica_procs = stack.replicas(replicas, namespace, gateway_port, **tuned)
     csv_file = write_csv(stack.workdir / f"recipients-{families}.csv", families, seed=2022)
-    nc = await nats.connect(stack.nats.url, max_reconnect_attempts=5)
+    nc = await nats.connect(nats_servers(stack.nats.url), max_reconnect_attempts=5)
     js = nc.jetstream()
     call = command_caller(nc, topology)
     key = f"bench-round-{families}"
@@ -195,7 +230,7 @@ async def run_round(stack: Stack, families: int, replicas: int, console: Console
                                and 'command="insert"' in line)
         cpu = {"replicas": sum(cpu_seconds(p.pid) for p in replica_procs),
                "gateway": sum(cpu_seconds(p.pid) for p in stack.procs if p not in replica_procs),
-               "nats-server": cpu_seconds(stack.nats.process.pid) if stack.nats.process else 0.0,
+               "nats-server": sum(cpu_seconds(pid) for pid in stack.nats.pids),
                "mongo engine": cpu_seconds(stack.mongo.process.pid) if stack.mongo.process else 0.0,
                "importer (this process)": time.process_time()}
     finally:
@@ -210,11 +245,12 @@ async def run_round(stack: Stack, families: int, replicas: int, console: Console
 async def raw_floor(stack: Stack, messages: int, consumed: int, documents: int) -> dict[str, float]:
     """Plain nats-py: publish ``messages``, consume ``consumed`` of them (pull, explicit ack);
     plain PyMongo: ``insert_many`` of ``documents`` in batches of 1,000."""
-    nc = await nats.connect(stack.nats.url)
+    nc = await nats.connect(nats_servers(stack.nats.url))
     js = nc.jetstream()
     name = f"FLOOR{uuid.uuid4().hex[:8].upper()}"
     await js.add_stream(StreamConfig(name=name, subjects=[f"{name.lower()}.>"], retention=RetentionPolicy.WORK_QUEUE,
-                                     storage=StorageType.FILE, duplicate_window=24 * 3600))
+                                     storage=StorageType.FILE, duplicate_window=24 * 3600,
+                                     num_replicas=stack.nats.replicas))
     body = b"x" * 700
     numbers = iter(range(messages))
 
@@ -258,18 +294,12 @@ async def raw_floor(stack: Stack, messages: int, consumed: int, documents: int) 
             "total_seconds": published + consume_seconds + written}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="63,335-family round end to end vs the raw floor")
-    parser.add_argument("--families", type=int, default=63_335)
-    parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--skip-floor", action="store_true")
-    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
-                        help="a PUSKESOS_* setting for the replicas, e.g. PUSKESOS_BATCH_LINGER_SECONDS=0.005")
-    args = parser.parse_args()
-    console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets whole table rows
+def measure(nodes: int | None, args: argparse.Namespace, console: Console) -> tuple[dict[str, Any], Any]:
+    """One round (and its raw floor) on a fresh set of servers; prints the figures."""
     with tempfile.TemporaryDirectory(prefix="bench-distribution-") as tmp:
-        stack = Stack(Path(tmp))
+        stack = Stack(Path(tmp), nats_nodes=nodes)
         try:
+            console.rule(f"NATS: {stack.nats.label}")
             console.print(f"load average before: {os.getloadavg()}")
             settings = dict(item.split("=", 1) for item in args.setting)
             result = asyncio.run(run_round(stack, args.families, args.replicas, console, settings))
@@ -279,6 +309,7 @@ def main() -> None:
             stack.close()
     n, paid_after = result["families"], result["round_seconds"]
     seconds = paid_after + result["close_seconds"]  # end to end: import, allocate, pay, close, reconcile
+    result["seconds"] = seconds
     totals, rec = result["totals"], result["reconciliation"]
     console.print(f"\nround of {n:,} families, {result['replicas']} replica(s): {seconds:,.1f} s end to end "
                   f"(import {result['import_seconds']:,.1f} s; every family paid after {paid_after:,.1f} s, "
@@ -298,6 +329,31 @@ def main() -> None:
                       f"insert {floor['insert_seconds']:,.1f} s)")
         console.print(f"[bold]ratio: {seconds / floor['total_seconds']:.2f}x the floor[/bold] (target: within 3x)")
     console.print(f"load average after: {os.getloadavg()}")
+    return result, floor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="63,335-family round end to end vs the raw floor")
+    parser.add_argument("--families", type=int, default=63_335)
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a PUSKESOS_* setting for the replicas, e.g. PUSKESOS_BATCH_LINGER_SECONDS=0.005")
+    parser.add_argument("--nats", choices=("default", "cluster-vs-single"), default="default",
+                        help="default: one nats-server as the tests start it; cluster-vs-single: the round on one "
+                             "server with sync_interval always, then on a 3-node cluster (R3) with the same fsync, "
+                             "each with its floor, and the ratio")
+    args = parser.parse_args()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets whole table rows
+    if args.nats == "default":
+        measure(None, args, console)
+        return
+    single, _ = measure(1, args, console)
+    cluster, _ = measure(3, args, console)
+    console.rule("cluster vs one server, both with sync_interval always")
+    console.print(f"[bold]one server {single['seconds']:,.1f} s, 3-node cluster {cluster['seconds']:,.1f} s: "
+                  f"{cluster['seconds'] / single['seconds']:.2f}x[/bold] (nats-server CPU seconds "
+                  f"{single['cpu']['nats-server']:,.1f} vs {cluster['cpu']['nats-server']:,.1f})")
 
 
 if __name__ == "__main__":

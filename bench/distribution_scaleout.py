@@ -1,6 +1,6 @@
 """Distribution scale-out: one round at the seeds' scale, replicas added while it runs (1 -> 2 -> 4).
 
-    uv run python bench/distribution_scaleout.py [--families 63335] [--steps 1 2 4] [--in-flight 8]
+    uv run python bench/distribution_scaleout.py [--families 63335] [--steps 1 2 4] [--in-flight 8] [--nats-cluster 3]
 
 What an operator does in a year-end round whose payouts are too slow: start more replicas. The
 simulated bank answers each payment after ``--latency-ms`` (50 ms), one payment per request, and
@@ -45,6 +45,7 @@ from puskesos_distribution.csv_import import import_file
 from puskesos_distribution.domain import round_id_for
 from puskesos_distribution.sample_data import write_csv
 from puskesos_distribution.workqueue import ALLOCATE, work_stream, work_subject
+from puskesos_shared.settings import nats_servers
 from puskesos_shared.testing.processes import ServiceProcess
 from puskesos_shared.topology import Topology
 from rich.console import Console
@@ -146,7 +147,7 @@ async def run(stack: Stack, args: argparse.Namespace, console: Console) -> tuple
     r = Round(stack, args, console)
     await r.add_replicas(args.steps[0])
     csv_file = write_csv(stack.workdir / f"scale-{args.families}.csv", args.families, seed=7)
-    nc = await nats.connect(stack.nats.url)
+    nc = await nats.connect(nats_servers(stack.nats.url))
     js = nc.jetstream()
     call = command_caller(nc, r.topology)
     steps: list[Step] = []
@@ -178,13 +179,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4], help="replicas running in each step")
     parser.add_argument("--in-flight", type=int, default=8, help="payments in flight per replica")
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--nats-cluster", type=int, choices=(3,), default=None,
+                        help="run on a 3-node NATS cluster on loopback (sync_interval always, streams at R3)")
     args = parser.parse_args()
     if args.steps != sorted(args.steps):
         parser.error("--steps only adds replicas: give them in increasing order")
     console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets whole table rows
     console.print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench-distribution-scale-") as tmp:
-        stack = Stack(Path(tmp))
+        stack = Stack(Path(tmp), nats_nodes=args.nats_cluster)
+        console.print(f"NATS: {stack.nats.label}")
         try:
             steps, closed, total = asyncio.run(run(stack, args, console))
         finally:
