@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from puskesos_shared.tasks import honour_cancellation, stop_tasks
+from puskesos_shared.tasks import honour_cancellation, stop_tasks, supervised
 
 
 async def test_a_task_that_swallowed_one_cancellation_is_cancelled_again() -> None:
@@ -75,3 +75,25 @@ async def test_tasks_that_ended_with_an_error_do_not_block_the_stop() -> None:
     await asyncio.wait([task])
     await stop_tasks([task])
     assert isinstance(task.exception(), RuntimeError)
+
+
+async def test_a_background_loop_that_fails_is_run_again_until_it_ends() -> None:
+    runs: list[int] = []
+
+    async def flaky() -> None:  # a fetch loop that died of a leader election twice, then ran to its end
+        runs.append(len(runs))
+        if len(runs) < 3:
+            raise RuntimeError("no response from stream")
+
+    await asyncio.wait_for(supervised(flaky, name="flaky", backoff=0.01), timeout=5)
+    assert runs == [0, 1, 2]
+
+
+async def test_a_supervised_loop_stops_when_cancelled() -> None:
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(supervised(forever, name="forever"))
+    await asyncio.sleep(0)
+    await stop_tasks([task], grace=5)
+    assert task.cancelled()

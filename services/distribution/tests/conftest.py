@@ -180,6 +180,14 @@ class Processes:
 
 
 @pytest.fixture
+def fault_tolerant_env() -> dict[str, str]:
+    """Settings of replicas in fault tests: retry budgets that outlast every fault, short backoffs."""
+    return {"PUSKESOS_DISBURSE_MAX_ATTEMPTS": "60", "PUSKESOS_WORK_ACK_WAIT_SECONDS": "4",
+            "PUSKESOS_WORK_BACKOFF_INITIAL_SECONDS": "0.2", "PUSKESOS_WORK_BACKOFF_MAX_SECONDS": "2",
+            "PUSKESOS_WORK_MAX_ATTEMPTS": "200", "PUSKESOS_CLOSE_WAIT_SECONDS": "120"}
+
+
+@pytest.fixture
 def processes(nats_url: str, mongo_url: str, namespace: str, db_prefix: str, tmp_path: Path
               ) -> Iterator[Processes]:
     env = {"PUSKESOS_NATS_URL": nats_url, "PUSKESOS_MONGO_URL": mongo_url, "PUSKESOS_NAMESPACE": namespace,

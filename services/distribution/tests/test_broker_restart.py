@@ -59,7 +59,8 @@ def gateway_get(port: int, path: str, **params: str) -> dict[str, Any]:
 
 @pytest.mark.timeout(400)
 async def test_a_broker_restart_mid_round_pays_each_family_once_and_reconciles(
-    own_nats: ServerHandle, processes: Any, helpers: Any, mongo_url: str, db_prefix: str, tmp_path: Path
+    own_nats: ServerHandle, processes: Any, helpers: Any, mongo_url: str, db_prefix: str, tmp_path: Path,
+    fault_tolerant_env: dict[str, str]
 ) -> None:
     began = time.monotonic()
     timeline: list[str] = []
@@ -69,11 +70,8 @@ async def test_a_broker_restart_mid_round_pays_each_family_once_and_reconciles(
         print(timeline[-1], flush=True)
 
     gateway = processes.gateway("--latency-ms", "100", "--failure-rate", "0.03", "--seed", "18")
-    env = {"PUSKESOS_GATEWAY_URL": f"http://127.0.0.1:{gateway.port}", "PUSKESOS_DISBURSE_MAX_ATTEMPTS": "60",
-           "PUSKESOS_WORK_ACK_WAIT_SECONDS": "4", "PUSKESOS_WORK_BACKOFF_INITIAL_SECONDS": "0.2",
-           "PUSKESOS_WORK_BACKOFF_MAX_SECONDS": "2", "PUSKESOS_WORK_MAX_ATTEMPTS": "200",
-           "PUSKESOS_CLOSE_WAIT_SECONDS": "120", "PUSKESOS_ALLOCATE_IN_FLIGHT": "16",
-           "PUSKESOS_DISBURSE_IN_FLIGHT": "4"}
+    env = {**fault_tolerant_env, "PUSKESOS_GATEWAY_URL": f"http://127.0.0.1:{gateway.port}",
+           "PUSKESOS_ALLOCATE_IN_FLIGHT": "16", "PUSKESOS_DISBURSE_IN_FLIGHT": "4"}
     replicas = [processes.replica(i, **env) for i in range(3)]
     for replica in replicas:
         replica.wait_ready(90)

@@ -44,14 +44,12 @@ def status(processes: Any, key: str) -> dict[str, Any]:
 
 @pytest.mark.timeout(420)
 async def test_replicas_killed_at_random_pay_each_family_once_within_budget_and_quotas(
-    processes: Any, helpers: Any, mongo_url: str, db_prefix: str, tmp_path: Path
+    processes: Any, helpers: Any, mongo_url: str, db_prefix: str, tmp_path: Path,
+    fault_tolerant_env: dict[str, str]
 ) -> None:
     gateway = processes.gateway("--latency-ms", "5", "--failure-rate", "0.05", "--seed", "5")
-    env = {"PUSKESOS_GATEWAY_URL": f"http://127.0.0.1:{gateway.port}", "PUSKESOS_DISBURSE_MAX_ATTEMPTS": "60",
-           "PUSKESOS_WORK_ACK_WAIT_SECONDS": "4", "PUSKESOS_WORK_BACKOFF_INITIAL_SECONDS": "0.2",
-           "PUSKESOS_WORK_BACKOFF_MAX_SECONDS": "2", "PUSKESOS_WORK_MAX_ATTEMPTS": "200",
-           "PUSKESOS_CLOSE_WAIT_SECONDS": "120", "PUSKESOS_ALLOCATE_IN_FLIGHT": "48",
-           "PUSKESOS_DISBURSE_IN_FLIGHT": "32"}
+    env = {**fault_tolerant_env, "PUSKESOS_GATEWAY_URL": f"http://127.0.0.1:{gateway.port}",
+           "PUSKESOS_ALLOCATE_IN_FLIGHT": "48", "PUSKESOS_DISBURSE_IN_FLIGHT": "32"}
     replicas = [processes.replica(i, **env) for i in range(3)]
     for replica in replicas:
         replica.wait_ready(90)

@@ -34,7 +34,7 @@ from .messaging.streams import ensure_streams
 from .mongo import Document, Mongo
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
-from .tasks import stop_tasks
+from .tasks import stop_tasks, supervised
 from .topology import Topology
 
 log = structlog.get_logger("puskesos.service")
@@ -135,7 +135,8 @@ def create_service_app(
                 await runtime.outbox.ensure_indexes()
                 await runtime.outbox.republish_pending()
                 tasks.append(asyncio.create_task(runtime.outbox.run_sweeper()))
-            tasks.extend(asyncio.create_task(loop()) for loop in runtime.background)  # type: ignore[arg-type]
+            tasks.extend(asyncio.create_task(supervised(loop, name=getattr(loop, "__qualname__", repr(loop))))
+                         for loop in runtime.background)
             log.info("service_started", service=name, database=settings.database_name,
                      namespace=topology.namespace)
             yield

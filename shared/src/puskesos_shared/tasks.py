@@ -10,12 +10,35 @@ the tasks end, and gives up (logging which) after a grace period rather than han
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from contextlib import suppress
 
 import structlog
 
 log = structlog.get_logger("puskesos.tasks")
+
+
+async def supervised(loop: Callable[[], Awaitable[None]], *, name: str, backoff: float = 1.0,
+                     backoff_max: float = 30.0) -> None:
+    """Runs a loop meant to run forever, and runs it again when it fails: a background loop (a work
+    queue's fetch loop, say) that died of an unexpected error would otherwise stop that work in
+    silence while the service still looks healthy. Each failure is logged with its type; the delay
+    before the next run doubles up to ``backoff_max`` and starts again after a run of a minute."""
+    delay = backoff
+    while True:
+        started = asyncio.get_running_loop().time()
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if asyncio.get_running_loop().time() - started > 60:
+                delay = backoff
+            log.exception("background_loop_failed_restarting", loop=name, error=type(exc).__name__,
+                          restart_in=delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, backoff_max)
 
 
 def honour_cancellation() -> None:

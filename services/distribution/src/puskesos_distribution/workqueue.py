@@ -124,6 +124,10 @@ async def run_worker(
             except nats.errors.ConnectionReconnectingError:
                 await asyncio.sleep(0.5)
                 continue
+            except nats.errors.Error as exc:  # a leader election, a node gone: the next fetch finds the new leader
+                log.warning("work_fetch_failed", consumer=consumer, error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
             for msg in msgs:
                 task = asyncio.create_task(process_delivery(
                     msg, consumer=consumer, handler=typed_handler, dead_letters=dead_letters,
