@@ -1,9 +1,10 @@
 """``puskesos contracts``: generate and check the contract registry under ``shared/schemas/``.
 
-``generate`` writes the JSON Schema and the example of every event version and the
-AsyncAPI document; it refuses to rewrite a published schema incompatibly (a breaking
-change needs a new version: a new model and a new subject). ``check`` fails when the
-checked-in files are stale or a published schema would change incompatibly; CI runs it.
+``generate`` writes the JSON Schema and the example of every event version, the request schema
+of every command (``command_catalog``) and the AsyncAPI document with its markdown rendering; it
+refuses to rewrite a published schema incompatibly (a breaking change needs a new version: a new
+model and a new subject). ``check`` fails when the checked-in files are stale or a published schema
+would change incompatibly; CI runs it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from puskesos_shared.contracts.schema_registry import (
 )
 from puskesos_shared.localstack.binaries import repo_root
 from rich.console import Console
+
+from .command_catalog import COMMANDS
 
 app = typer.Typer(
     help="Event contracts: JSON Schemas, examples and the AsyncAPI document.", no_args_is_help=True
@@ -59,14 +62,14 @@ def generate_command(
         bool, typer.Option(help="Overwrite published schemas even when the change is incompatible")
     ] = False,
 ) -> None:
-    """Write shared/schemas/ (events/, examples/, asyncapi.json) from the models."""
+    """Write shared/schemas/ (events/, examples/, commands/, asyncapi.json, asyncapi.md) from the models."""
     base = _root(root)
     breaking = incompatibilities_with_published(base)
     if breaking and not allow_incompatible:
         _print_incompatibilities(breaking)
         console.print("[red]Nothing written.[/red]")
         raise typer.Exit(1)
-    changed = generate(base)
+    changed = generate(base, COMMANDS)
     if changed:
         for path in changed:
             console.print(f"  [green]wrote[/green] {_rel(path, base)}", highlight=False)
@@ -74,8 +77,8 @@ def generate_command(
         console.print(f"[green]{len(changed)} file(s) written[/green] under {where}")
     else:
         console.print("[green]Up to date:[/green] nothing changed.")
-    for path in stray_files(base):
-        console.print(f"  [yellow]stray[/yellow] {_rel(path, base)} (no event model generates it)",
+    for path in stray_files(base, COMMANDS):
+        console.print(f"  [yellow]stray[/yellow] {_rel(path, base)} (no event model or command generates it)",
                       highlight=False)
 
 
@@ -83,7 +86,7 @@ def generate_command(
 def check_command(root: RootOption = None) -> None:
     """Fail when the checked-in files are stale or a published schema would change incompatibly."""
     base = _root(root)
-    stale = check_fresh(base)
+    stale = check_fresh(base, COMMANDS)
     breaking = incompatibilities_with_published(base)
     if stale:
         console.print(f"[red]{len(stale)} generated file(s) out of date:[/red]")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -183,3 +184,49 @@ def ensure_nats_cli() -> Path:
             raise StackError(f"building the NATS CLI failed (go install {NATS_CLI_MODULE}, exit {result.returncode})"
                              f"\n{result.stderr[-2000:]}")
     return target_dir / "nats"
+
+
+#: The official AsyncAPI parser (npm), pinned: ``shared/tests/test_asyncapi_parser.py`` validates
+#: ``shared/schemas/asyncapi.json`` with it.
+ASYNCAPI_PARSER = "@asyncapi/parser"
+ASYNCAPI_PARSER_VERSION = "3.6.6"
+
+
+def asyncapi_parser_dir() -> Path:
+    """The npm prefix the parser is installed into: ``.local/node/asyncapi``."""
+    return local_dir() / "node" / "asyncapi"
+
+
+def _installed_npm_version(package_dir: Path) -> str | None:
+    manifest = package_dir / "package.json"
+    if not manifest.is_file():
+        return None
+    try:
+        found = json.loads(manifest.read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, str) else None
+
+
+def ensure_asyncapi_parser() -> Path:
+    """``node_modules/@asyncapi/parser`` at the pinned version, installed with npm once (needs Node and npm)."""
+    prefix = asyncapi_parser_dir()
+    package_dir = prefix / "node_modules" / ASYNCAPI_PARSER
+    if _installed_npm_version(package_dir) == ASYNCAPI_PARSER_VERSION:
+        return package_dir
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise StackError(f"Node.js and npm are needed for {ASYNCAPI_PARSER}: install Node 20 or later "
+                         "(`apt-get install nodejs npm`)")
+    prefix.mkdir(parents=True, exist_ok=True)
+    with (prefix / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test process may be installing it right now
+        if _installed_npm_version(package_dir) == ASYNCAPI_PARSER_VERSION:
+            return package_dir
+        spec = f"{ASYNCAPI_PARSER}@{ASYNCAPI_PARSER_VERSION}"
+        result = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--save-exact",
+                                 spec], capture_output=True, text=True, check=False)
+        if result.returncode != 0 or _installed_npm_version(package_dir) != ASYNCAPI_PARSER_VERSION:
+            raise StackError(f"installing {spec} failed (npm install, exit {result.returncode})"
+                             f"\n{result.stderr[-2000:]}")
+    return package_dir

@@ -1,0 +1,95 @@
+"""Every request-reply command the services serve, for the contract registry (``puskesos contracts``).
+
+The CLI is the composition root: it may import the services' request models, shared may not. Each
+entry names the subject's service and command, the request model ``subscribe_command`` validates
+with, and whether the body carries an officer token. ``cli/tests/test_command_catalog.py`` checks
+this list against what the services' ``register_commands`` (and ``serve_export``) subscribe.
+"""
+
+from __future__ import annotations
+
+from puskesos_audit.commands import ReplayCommand
+from puskesos_distribution.requests import CloseRound, FinishImport, ImportChunk, OpenRound, RoundRef, RoundStatusQuery
+from puskesos_intake.commands import ComplaintStatusQuery, FileComplaint, RegisterHousehold
+from puskesos_notification.directory import OfficerRemove, OfficerUpsert, OptOut
+from puskesos_referral.requests import (
+    AssessCommand,
+    CloseCommand,
+    GetCaseCommand,
+    GetRuleSetCommand,
+    ListCasesCommand,
+    PublishRuleSetCommand,
+    ReferCommand,
+    RespondRequest,
+    SummaryCommand,
+)
+from puskesos_shared.contracts.schema_registry import CommandSpec
+from puskesos_shared.resident_export import EXPORT_COMMAND, ExportResident
+
+SERVICES = ("intake", "referral", "distribution", "notification", "audit")
+
+_EXPORTS = tuple(
+    CommandSpec(service, EXPORT_COMMAND, ExportResident,
+                f"The {service} service's part of a resident's data export (what it holds about a NIK); asked "
+                "by intake, which assembles the whole export (POST /residents/export) after its role and scope "
+                "checks. The result is an ExportSection.")
+    for service in SERVICES
+)
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    *_EXPORTS,
+    # intake: external systems (the WhatsApp bot, the national registry sync) name their actor
+    CommandSpec("intake", "register_household", RegisterHousehold,
+                "Register or update a household (the national registry sync). The result is a RegistrationResult."),
+    CommandSpec("intake", "file_complaint", FileComplaint,
+                "File a complaint (the WhatsApp bot); idempotency_key makes a retry harmless. The result is a "
+                "FilingResult with the case number."),
+    CommandSpec("intake", "complaint_status", ComplaintStatusQuery,
+                "The public status of a complaint by case number (no personal data)."),
+    # referral
+    CommandSpec("referral", "assess_case", AssessCommand,
+                "Record an officer's assessment of a case; the rules decide eligibility. command_id is the "
+                "idempotency key.", officer_token=True),
+    CommandSpec("referral", "issue_referral", ReferCommand,
+                "Refer an assessed case to a target (hospital, program desk, Dinas Sosial).", officer_token=True),
+    CommandSpec("referral", "respond_referral", RespondRequest,
+                "A target system's answer to a referral it received, by referral_id or referral_number: outcome "
+                "accepted, rejected or completed (the referral's target sends it; responded_by names who "
+                "answered).", officer_token=False),
+    CommandSpec("referral", "close_case", CloseCommand, "Close a case with a resolution and a reason.",
+                officer_token=True),
+    CommandSpec("referral", "get_case", GetCaseCommand, "One case, as the officer may see it.", officer_token=True),
+    CommandSpec("referral", "list_cases", ListCasesCommand,
+                "Cases of a village or kecamatan in the officer's scope, filtered and paged.", officer_token=True),
+    CommandSpec("referral", "case_summary", SummaryCommand,
+                "Monthly counts of a village or kecamatan in the officer's scope.", officer_token=True),
+    CommandSpec("referral", "publish_rule_set", PublishRuleSetCommand,
+                "Publish a new assessment rule set (tagged name@version).", officer_token=True),
+    CommandSpec("referral", "get_rule_set", GetRuleSetCommand,
+                "A published rule set by tag (the audit replay asks for the rules a decision used)."),
+    # distribution: operators (the puskesos round CLI)
+    CommandSpec("distribution", "open_round", OpenRound,
+                "Open an aid round (operator); opening the same key again is a no-op.", officer_token=True),
+    CommandSpec("distribution", "import_rows", ImportChunk,
+                "Import one chunk of a round's recipient list (operator); resending a chunk is harmless.",
+                officer_token=True),
+    CommandSpec("distribution", "finish_import", FinishImport,
+                "Finish a recipient-list import and record its totals (operator).", officer_token=True),
+    CommandSpec("distribution", "enqueue_assessed", RoundRef,
+                "Queue the families assessed eligible by referral as candidates of the round (operator).",
+                officer_token=True),
+    CommandSpec("distribution", "close_round", CloseRound,
+                "Close a round (operator); force rejects candidates still queued.", officer_token=True),
+    CommandSpec("distribution", "round_status", RoundStatusQuery,
+                "A round's status and counts (operator, coordinator or auditor).", officer_token=True),
+    # notification: the officer directory and opt-outs (NATS permissions decide who may send them)
+    CommandSpec("notification", "officer_upsert", OfficerUpsert,
+                "Add or change an officer's directory entry (mobile, role, scope)."),
+    CommandSpec("notification", "officer_remove", OfficerRemove, "Remove an officer's directory entry."),
+    CommandSpec("notification", "opt_out", OptOut,
+                "Record that a phone number does (or no longer does) want messages."),
+    # audit
+    CommandSpec("audit", "replay", ReplayCommand,
+                "Replay the audit log (auditor): the reply names the subject the events follow on "
+                "({ns}.replay.{request_id}.>, ending with ..._end).", officer_token=True),
+)
