@@ -62,8 +62,3 @@ def test_every_service_serves_its_export_and_audit_its_replay() -> None:
     assert re.search(r'service="audit", name="replay", request=ReplayCommand', source)
     assert ("audit", "replay") in {(c.service, c.name) for c in COMMANDS}
     assert {c.service for c in COMMANDS if c.name == "export_resident"} == set(SERVICES)
-
-
-def test_officer_token_flag_matches_the_request_models() -> None:
-    for command in COMMANDS:
-        assert command.officer_token == ("token" in command.request.model_fields), command.key

@@ -2,7 +2,7 @@
 
 The CLI is the composition root: it may import the services' request models, shared may not. Each
 entry names the subject's service and command, the request model ``subscribe_command`` validates
-with, and whether the body carries an officer token. ``cli/tests/test_command_catalog.py`` checks
+with. ``cli/tests/test_command_catalog.py`` checks
 this list against what the services' ``register_commands`` (and ``serve_export``) subscribe.
 """
 
@@ -49,39 +49,36 @@ COMMANDS: tuple[CommandSpec, ...] = (
     # referral
     CommandSpec("referral", "assess_case", AssessCommand,
                 "Record an officer's assessment of a case; the rules decide eligibility. command_id is the "
-                "idempotency key.", officer_token=True),
+                "idempotency key."),
     CommandSpec("referral", "issue_referral", ReferCommand,
-                "Refer an assessed case to a target (hospital, program desk, Dinas Sosial).", officer_token=True),
+                "Refer an assessed case to a target (hospital, program desk, Dinas Sosial)."),
     CommandSpec("referral", "respond_referral", RespondRequest,
                 "A target system's answer to a referral it received, by referral_id or referral_number: outcome "
                 "accepted, rejected or completed (the referral's target sends it; responded_by names who "
-                "answered).", officer_token=False),
-    CommandSpec("referral", "close_case", CloseCommand, "Close a case with a resolution and a reason.",
-                officer_token=True),
-    CommandSpec("referral", "get_case", GetCaseCommand, "One case, as the officer may see it.", officer_token=True),
+                "answered)."),
+    CommandSpec("referral", "close_case", CloseCommand, "Close a case with a resolution and a reason."),
+    CommandSpec("referral", "get_case", GetCaseCommand, "One case, as the officer may see it."),
     CommandSpec("referral", "list_cases", ListCasesCommand,
-                "Cases of a village or kecamatan in the officer's scope, filtered and paged.", officer_token=True),
+                "Cases of a village or kecamatan in the officer's scope, filtered and paged."),
     CommandSpec("referral", "case_summary", SummaryCommand,
-                "Monthly counts of a village or kecamatan in the officer's scope.", officer_token=True),
+                "Monthly counts of a village or kecamatan in the officer's scope."),
     CommandSpec("referral", "publish_rule_set", PublishRuleSetCommand,
-                "Publish a new assessment rule set (tagged name@version).", officer_token=True),
+                "Publish a new assessment rule set (tagged name@version)."),
     CommandSpec("referral", "get_rule_set", GetRuleSetCommand,
                 "A published rule set by tag (the audit replay asks for the rules a decision used)."),
     # distribution: operators (the puskesos round CLI)
     CommandSpec("distribution", "open_round", OpenRound,
-                "Open an aid round (operator); opening the same key again is a no-op.", officer_token=True),
+                "Open an aid round (operator); opening the same key again is a no-op."),
     CommandSpec("distribution", "import_rows", ImportChunk,
-                "Import one chunk of a round's recipient list (operator); resending a chunk is harmless.",
-                officer_token=True),
+                "Import one chunk of a round's recipient list (operator); resending a chunk is harmless."),
     CommandSpec("distribution", "finish_import", FinishImport,
-                "Finish a recipient-list import and record its totals (operator).", officer_token=True),
+                "Finish a recipient-list import and record its totals (operator)."),
     CommandSpec("distribution", "enqueue_assessed", RoundRef,
-                "Queue the families assessed eligible by referral as candidates of the round (operator).",
-                officer_token=True),
+                "Queue the families assessed eligible by referral as candidates of the round (operator)."),
     CommandSpec("distribution", "close_round", CloseRound,
-                "Close a round (operator); force rejects candidates still queued.", officer_token=True),
+                "Close a round (operator); force rejects candidates still queued."),
     CommandSpec("distribution", "round_status", RoundStatusQuery,
-                "A round's status and counts (operator, coordinator or auditor).", officer_token=True),
+                "A round's status and counts (operator, coordinator or auditor)."),
     # notification: the officer directory and opt-outs (NATS permissions decide who may send them)
     CommandSpec("notification", "officer_upsert", OfficerUpsert,
                 "Add or change an officer's directory entry (mobile, role, scope)."),
@@ -91,5 +88,5 @@ COMMANDS: tuple[CommandSpec, ...] = (
     # audit
     CommandSpec("audit", "replay", ReplayCommand,
                 "Replay the audit log (auditor): the reply names the subject the events follow on "
-                "({ns}.replay.{request_id}.>, ending with ..._end).", officer_token=True),
+                "({ns}.replay.{request_id}.>, ending with ..._end)."),
 )

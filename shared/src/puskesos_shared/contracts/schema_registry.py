@@ -59,16 +59,20 @@ PRODUCTION = Topology(namespace="puskesos")
 class CommandSpec:
     """One request-reply command a service serves (``puskesos_shared.commands.subscribe_command``).
 
-    ``officer_token``: the request carries an officer token in ``token`` that the service checks;
-    otherwise only the NATS permissions decide who may send it. ``summary`` is for people.
+    ``summary`` is for people.
     """
 
     service: str
     name: str
     request: type[BaseModel]
     summary: str
-    officer_token: bool = False
     version: int = 1
+
+    @property
+    def officer_token(self) -> bool:
+        """Whether the request carries an officer token in ``token`` that the service checks (otherwise only
+        the NATS permissions decide who may send it)."""
+        return "token" in self.request.model_fields
 
     @property
     def key(self) -> str:
