@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Self
+from typing import Annotated
 
 from puskesos_shared.contracts.distribution import FundingSource, VillageQuota, VillagesWithoutQuota
 from puskesos_shared.contracts.primitives import Program, ShortText
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from puskesos_shared.regions import village_exists
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from .domain import ALLOCATION_RULES, CURRENT_RULE, RULE_V1, round_id_for
 
@@ -40,27 +41,48 @@ class RoundRef(Request):
             return round_id_for(self.round)
 
 
+def _existing_village(quota: VillageQuota) -> VillageQuota:
+    if not village_exists(quota.village_code):
+        raise ValueError("not a known village code (Kemendagri)")
+    if quota.max_families > MAX_COUNT:
+        raise ValueError(f"max_families must be at most {MAX_COUNT}")
+    return quota
+
+
 class OpenRound(Request):
+    """A round's settings and every rule about them, checked field by field (so that an error names the field,
+    and the CLI its option): the same model serves the NATS command and ``puskesos round open``."""
+
     key: str = Field(pattern=ROUND_KEY, description="Operator's name for the round; opening it again is a no-op")
     name: ShortText
     program: Program = Program.BLT
     funding_source: FundingSource
     amount_per_family: int = Field(gt=0, le=MAX_RUPIAH)
     budget_cap: int = Field(gt=0, le=MAX_RUPIAH)
-    village_quotas: tuple[VillageQuota, ...] = Field(default=(), max_length=5000)
-    villages_without_quota: VillagesWithoutQuota | None = Field(
-        default=None, description="Required with village quotas (rule @2): the other villages are unlimited "
-        "(they share the budget) or excluded (rejected as no_village_quota)")
-    eligibility_rule_version: str = Field(default=CURRENT_RULE, pattern=RULE_VERSION)
     period_start: dt.date
     period_end: dt.date
+    eligibility_rule_version: str = Field(default=CURRENT_RULE, pattern=RULE_VERSION)
+    village_quotas: tuple[Annotated[VillageQuota, AfterValidator(_existing_village)], ...] = Field(
+        default=(), max_length=5000)
+    villages_without_quota: VillagesWithoutQuota | None = Field(
+        default=None, validate_default=True,
+        description="Required with village quotas (rule @2): the other villages are unlimited (they share the "
+        "budget) or excluded (rejected as no_village_quota)")
 
-    @field_validator("village_quotas")
+    @field_validator("budget_cap")
     @classmethod
-    def _storable_quotas(cls, quotas: tuple[VillageQuota, ...]) -> tuple[VillageQuota, ...]:
-        if any(q.max_families > MAX_COUNT for q in quotas):
-            raise ValueError(f"max_families must be at most {MAX_COUNT}")
-        return quotas
+    def _one_family_at_least(cls, budget: int, info: ValidationInfo) -> int:
+        if budget < info.data.get("amount_per_family", 0):
+            raise ValueError("the budget is smaller than one family's amount")
+        return budget
+
+    @field_validator("period_end")
+    @classmethod
+    def _after_the_start(cls, end: dt.date, info: ValidationInfo) -> dt.date:
+        start = info.data.get("period_start")
+        if start is not None and end < start:
+            raise ValueError("the last day is before the first day")
+        return end
 
     @field_validator("eligibility_rule_version")
     @classmethod
@@ -69,17 +91,27 @@ class OpenRound(Request):
             raise ValueError(f"unknown allocation rule; this release knows {', '.join(ALLOCATION_RULES)}")
         return version
 
-    @model_validator(mode="after")
-    def _quota_choice(self) -> Self:
-        if self.eligibility_rule_version == RULE_V1 and self.villages_without_quota is not None:
+    @field_validator("village_quotas")
+    @classmethod
+    def _one_quota_a_village(cls, quotas: tuple[VillageQuota, ...]) -> tuple[VillageQuota, ...]:
+        codes = [q.village_code for q in quotas]
+        if twice := sorted({c for c in codes if codes.count(c) > 1}):
+            raise ValueError(f"village {', '.join(twice)} has two quotas")
+        return quotas
+
+    @field_validator("villages_without_quota")
+    @classmethod
+    def _quota_choice(cls, choice: VillagesWithoutQuota | None, info: ValidationInfo) -> VillagesWithoutQuota | None:
+        rule, quotas = info.data.get("eligibility_rule_version"), info.data.get("village_quotas")
+        if rule == RULE_V1 and choice is not None:
             raise ValueError(f"rule {RULE_V1} always excludes villages without a quota (as not_eligible); "
                              f"choose with {CURRENT_RULE}")
-        if self.villages_without_quota is not None and not self.village_quotas:
-            raise ValueError("villages_without_quota needs at least one village quota")
-        if self.eligibility_rule_version != RULE_V1 and self.village_quotas and self.villages_without_quota is None:
-            raise ValueError("with village quotas, say what happens to every other village: villages_without_quota "
-                             "unlimited (they share the budget) or excluded (they get no allocation)")
-        return self
+        if choice is not None and not quotas:
+            raise ValueError("needs at least one village quota")
+        if rule not in (None, RULE_V1) and quotas and choice is None:
+            raise ValueError("with village quotas, say what happens to every other village: unlimited (they share "
+                             "the budget) or excluded (they get no allocation)")
+        return choice
 
 
 class ImportRow(BaseModel):

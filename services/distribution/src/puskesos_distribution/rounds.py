@@ -18,7 +18,6 @@ from puskesos_shared.contracts.distribution import (
 from puskesos_shared.ids import stable_id
 from puskesos_shared.mongo import Document
 from puskesos_shared.outbox import OUTBOX_FIELD, OutboxRelay
-from puskesos_shared.regions import village_exists
 from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -46,11 +45,6 @@ class RoundOperations:
 
     # open ---------------------------------------------------------------------------------
     async def open(self, req: OpenRound, officer: Officer) -> dict[str, Any]:
-        unknown = [i for i, q in enumerate(req.village_quotas) if not village_exists(q.village_code)]
-        if unknown:
-            raise CommandError("invalid_request", "quota for a village that does not exist", status=422, fields=[
-                {"loc": ["village_quotas", i, "village_code"], "msg": "unknown village code",
-                 "type": "unknown_village"} for i in unknown[:20]])
         round_id = round_id_for(req.key)
         try:
             data = AidRoundOpenedData(
