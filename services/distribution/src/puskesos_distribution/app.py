@@ -51,7 +51,7 @@ def make_configure(settings: DistributionSettings, gateway: PaymentGateway | Non
         await store.ensure_indexes()
         progress = Progress(store, uuid.uuid4().hex[:12])
         gateway_ = gateway if gateway is not None else build_gateway(settings)
-        presence = Presence(runtime.broker, runtime.topology, progress.instance, pays=gateway_ is not None,
+        presence = Presence(runtime.broker, runtime.topology, progress.instance,
                             window_seconds=settings.presence_window_seconds)
         ctx = Context(settings=settings, topology=runtime.topology, js=js, store=store,
                       events=EventSink(js, runtime.topology), work=WorkPublisher(js, runtime.topology),

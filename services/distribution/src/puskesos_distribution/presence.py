@@ -37,14 +37,13 @@ class Presence:
     broker: NatsBroker
     topology: Topology
     instance: str
-    pays: bool  # has a payment gateway (runs the disbursement worker)
     window_seconds: float = 0.3
 
     def serve(self) -> None:
         @self.broker.subscriber(presence_subject(self.topology), title=f"{SERVICE}.presence",
                                 description="Every replica answers with its instance id (no queue group)")
         async def _answer(msg: NatsMessage) -> bytes:
-            return json.dumps({"instance": self.instance, "pays": self.pays}).encode()
+            return json.dumps({"instance": self.instance}).encode()
 
     def _client(self) -> NatsClient | None:
         state = self.broker.config.connection_state
