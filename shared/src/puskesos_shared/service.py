@@ -93,6 +93,9 @@ def build_broker(settings: ServiceSettings, name: str) -> NatsBroker:
         ping_interval=10,
         max_outstanding_pings=2,
         graceful_timeout=15.0,
+        # every JetStream API call and publish ack (a consumer looked up or created at start-up, an event
+        # published): in a cluster it waits for the group's quorum, more than nats-py's 5 s on a loaded machine
+        js_options={"timeout": settings.jetstream_timeout_seconds},
     )
 
 

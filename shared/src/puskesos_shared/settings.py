@@ -45,6 +45,8 @@ class ServiceSettings(BaseSettings):
     http_port: int | None = None
     auth_secret: SecretStr | None = Field(default=None, description="HS256 secret of officer tokens (>= 32 chars)")
     connect_timeout_seconds: float = Field(default=20.0, description="Give up starting when NATS does not answer")
+    jetstream_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="JetStream API calls and publish acks (a cluster waits for its quorum)")
     max_body_bytes: int = Field(default=256 * 1024, description="Largest HTTP request body accepted")
     # Rate limits per process (each replica enforces its own; a global limit belongs at the ingress).
     # A rate of 0 turns that limit off. See docs/conventions.md "Rate limits".
