@@ -32,6 +32,7 @@ import httpx
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 from puskesos_distribution.domain import round_id_for
 from puskesos_distribution.sample_data import villages, write_csv
 from puskesos_distribution.workqueue import work_stream
@@ -103,8 +104,8 @@ async def stream_events(urls: list[str], topology: Topology) -> list[dict[str, A
             assert time.monotonic() < deadline, f"read {len(out)} of {total} events"
             try:
                 msgs = await sub.fetch(min(1000, total - len(out)), timeout=5)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
+            except (nats.errors.TimeoutError, TimeoutError, ServiceUnavailableError):
+                continue  # a fresh consumer on a cluster whose group is not ready yet answers 503: ask again
             out += [{**json.loads(m.data), "_seq": m.metadata.sequence.stream} for m in msgs]
         await sub.unsubscribe()
         return out
