@@ -14,8 +14,10 @@ import puskesos_intake.commands
 import puskesos_notification.commands
 import puskesos_referral.commands
 import puskesos_shared.resident_export
+import puskesos_shared.service
 import pytest
 from puskesos_cli.command_catalog import COMMANDS, SERVICES
+from puskesos_shared.messaging.redrive_service import REDRIVE_COMMAND, RedriveRequest
 from puskesos_shared.topology import Topology
 
 Registered = set[tuple[str, str, type[Any]]]
@@ -25,6 +27,7 @@ Registered = set[tuple[str, str, type[Any]]]
 def registered(monkeypatch: pytest.MonkeyPatch) -> Registered:
     """Runs the services' ``register_commands`` with a recording ``subscribe_command``."""
     seen: Registered = set()
+    scoped: set[tuple[str, str, type[Any], str]] = set()
 
     def record(broker: Any, topology: Topology, *, service: str, name: str, request: type[Any], handler: Any,
                version: int = 1) -> str:
@@ -32,24 +35,36 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> Registered:
         seen.add((service, name, request))
         return topology.command_subject(service, name, version)
 
+    def record_scoped(broker: Any, topology: Topology, *, service: str, name: str, request: type[Any],
+                      handler: Any, parameter: str, version: int = 1) -> str:
+        assert version == 1
+        scoped.add((service, name, request, parameter))
+        return f"{topology.command_subject(service, name, version)}.*"
+
     for module in (puskesos_distribution.commands, puskesos_intake.commands, puskesos_notification.commands,
                    puskesos_referral.commands, puskesos_shared.resident_export):
         monkeypatch.setattr(module, "subscribe_command", record)
+    monkeypatch.setattr(puskesos_referral.commands, "subscribe_scoped_command", record_scoped)
     broker, topology = MagicMock(), Topology()
     puskesos_intake.commands.register_commands(broker, topology, MagicMock())
     puskesos_notification.commands.register_commands(broker, topology, MagicMock())
     puskesos_distribution.commands.register_commands(broker, topology, MagicMock(), MagicMock(), MagicMock())
     puskesos_referral.commands.register_commands(SimpleNamespace(broker=broker, topology=topology),  # type: ignore[arg-type]
                                                  MagicMock(), MagicMock(), None)
-    return seen
+    # a scoped command (a last token saying on whose behalf) must be declared with its parameter
+    catalog_scoped = {(c.service, c.name, c.request, c.parameter) for c in COMMANDS if c.parameter}
+    assert scoped == catalog_scoped
+    return seen | {(service, name, request) for service, name, request, _ in scoped}
 
 
 def test_catalog_matches_what_the_services_register(registered: Registered) -> None:
     catalog = {(c.service, c.name, c.request) for c in COMMANDS}
     assert len(catalog) == len(COMMANDS)
     # audit registers in its app's configure step (it needs a store) and the other services serve their
-    # export from app.py: both are checked from the source in the next test
-    expected = {c for c in catalog if c[0] != "audit" and (c[1] != "export_resident" or c[0] == "intake")}
+    # export from app.py: both are checked from the source in the next test; the shared runtime serves
+    # redrive for every service (the test after it)
+    expected = {c for c in catalog if c[0] != "audit" and (c[1] != "export_resident" or c[0] == "intake")
+                and c[1] != REDRIVE_COMMAND}
     assert registered == expected
 
 
@@ -62,3 +77,10 @@ def test_every_service_serves_its_export_and_audit_its_replay() -> None:
     assert re.search(r'service="audit", name="replay", request=ReplayCommand', source)
     assert ("audit", "replay") in {(c.service, c.name) for c in COMMANDS}
     assert {c.service for c in COMMANDS if c.name == "export_resident"} == set(SERVICES)
+
+
+def test_the_runtime_serves_redrive_for_every_service() -> None:
+    source = inspect.getsource(puskesos_shared.service.create_service_app)
+    assert "serve_redrive(runtime)" in source
+    assert {(c.service, c.request) for c in COMMANDS if c.name == REDRIVE_COMMAND} == {
+        (service, RedriveRequest) for service in SERVICES}

@@ -1,41 +1,41 @@
-"""Renders deploy/nats/accounts.conf from the shared permissions table.
+"""Renders deploy/nats/accounts.conf from the shared permissions table and the subscribers file.
 
     uv run python deploy/nats/render_accounts.py > deploy/nats/accounts.conf
 
 The services' users come from ``puskesos_shared.permissions.service_user`` (the table the local
-stack uses too), so the cluster enforces exactly what the tests run with. Production adds what a
-laptop does not need: a JetStream account, the system account, passwords read from the
-environment (never written here), an operator user that may send commands and read stream state
-but publish no event, a break-glass admin, and external subscribers that may each read only the
-events they are entitled to (a durable consumer named ``ext-<user>`` whose filter is part of the
-API subject, so the server refuses any other filter; no direct message reads).
+stack uses too, the notification service's feed relay included), so the cluster enforces exactly
+what the tests run with. Production adds what a laptop does not need: a JetStream account, the
+system account, passwords read from the environment (never written here), an operator user that
+may send commands and read stream state but publish no event, a break-glass admin, and the external
+subscribers declared in deploy/nats/subscribers.json (``puskesos_shared.subscribers.subscriber_user``):
+each reads only its own feed in the feeds stream through one durable consumer named as itself, and
+a referral target may answer its own referrals; a webhook subscriber gets no NATS user at all.
 tests/deploy/test_nats_config.py fails when the committed file differs from this rendering.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from puskesos_shared.permissions import SERVICES, NatsUser, service_user
+from puskesos_shared.subscribers import Subscriber, SubscriberBook, subscriber_user
 from puskesos_shared.topology import Topology
 
 TOPOLOGY = Topology(namespace="puskesos")
 ACCOUNT = "PUSKESOS"
 EVENTS = TOPOLOGY.events_stream
-
-#: external subscriber -> the events it may read (BRIEF §2: a regency dashboard, the hospital,
-#: a payment bank, the national registry sync, a WhatsApp bot)
-EXTERNAL_SUBSCRIBERS: dict[str, str] = {
-    "dashboard": TOPOLOGY.all_events,
-    "hospital": TOPOLOGY.events_of("referral"),
-    "bank": TOPOLOGY.events_of("distribution"),
-    "registry": TOPOLOGY.events_of("intake"),
-    "whatsapp": TOPOLOGY.events_of("notification"),
-}
+#: production's external subscribers, reviewed like code (the SubscriberBook format)
+SUBSCRIBERS_FILE = Path(__file__).resolve().with_name("subscribers.json")
 
 
 def password_variable(user: str) -> str:
-    return f"NATS_{user.upper()}_PASSWORD"
+    """``NATS_<USER>_PASSWORD``; a subscriber's '-' becomes '_' (``NATS_RSUD_SOEBANDI_PASSWORD``)."""
+    return f"NATS_{user.upper().replace('-', '_')}_PASSWORD"
+
+
+def subscribers(path: Path = SUBSCRIBERS_FILE) -> list[Subscriber]:
+    return SubscriberBook(path).load()
 
 
 def operator_user() -> NatsUser:
@@ -49,21 +49,12 @@ def operator_user() -> NatsUser:
     return NatsUser("operator", "", publish, ("_INBOX.>",), allow_responses=False)
 
 
-def external_user(name: str, filter_subject: str) -> NatsUser:
-    consumer = f"ext-{name}"
-    publish = (
-        "$JS.API.INFO", f"$JS.API.STREAM.INFO.{EVENTS}",
-        f"$JS.API.CONSUMER.CREATE.{EVENTS}.{consumer}.{filter_subject}",
-        f"$JS.API.CONSUMER.INFO.{EVENTS}.{consumer}",
-        f"$JS.API.CONSUMER.DELETE.{EVENTS}.{consumer}",
-        f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.{consumer}",
-        f"$JS.ACK.{EVENTS}.{consumer}.>",
-    )
-    # a subscriber entitled to every event may also take an auditor's replay of them
-    # (``python -m puskesos_audit.cli replay publish --request-id ext-<user>``)
-    subscribe = ("_INBOX.>", f"{TOPOLOGY.namespace}.replay.{consumer}.>") if filter_subject == TOPOLOGY.all_events \
-        else ("_INBOX.>",)
-    return NatsUser(name, "", publish, subscribe, allow_responses=False)
+def subscriber_comment(subscriber: Subscriber) -> str:
+    events = ", ".join(subscriber.events)
+    text = f"external subscriber {subscriber.name} (pii {subscriber.pii.value}): its feed of {events}"
+    if subscriber.referral_target:
+        text += f"; answers the referrals of {subscriber.referral_target}"
+    return text
 
 
 def _quoted(items: tuple[str, ...], indent: str) -> str:
@@ -94,17 +85,26 @@ def user_block(user: NatsUser, comment: str = "") -> str:
     return "\n".join(lines)
 
 
-def render() -> str:
+def render(path: Path = SUBSCRIBERS_FILE) -> str:
     services = [service_user(name, "", TOPOLOGY) for name in SERVICES]
     blocks = [user_block(u, f"service {u.name}: its own events, dead letters, work items and commands")
               for u in services]
     blocks.append(user_block(operator_user(), "operators (runbook): commands and stream state; no event"))
     blocks.append("      # break-glass administration (stream repair, leader step-down); incidents only\n"
                   f"      {{ user: admin, password: ${password_variable('admin')} }}")
-    blocks += [user_block(external_user(name, subject), f"external subscriber, read-only: {subject}")
-               for name, subject in EXTERNAL_SUBSCRIBERS.items()]
+    webhooks: list[str] = []
+    for subscriber in subscribers(path):
+        user = subscriber_user(subscriber, "", TOPOLOGY)
+        if user is None:
+            webhooks.append(subscriber.name)
+            continue
+        blocks.append(user_block(user, subscriber_comment(subscriber)))
+    if webhooks:
+        blocks.append(f"      # webhook subscribers (no NATS user; the notification service posts to them): "
+                      f"{', '.join(webhooks)}")
     return (
-        "# GENERATED by deploy/nats/render_accounts.py from puskesos_shared.permissions: do not edit.\n"
+        "# GENERATED by deploy/nats/render_accounts.py from puskesos_shared.permissions and\n"
+        "# deploy/nats/subscribers.json: do not edit.\n"
         "#   uv run python deploy/nats/render_accounts.py > deploy/nats/accounts.conf\n"
         "# Accounts, users and permissions of the Puskesos NATS cluster (included by nats.conf).\n"
         "# Passwords are read from the environment (NATS_<USER>_PASSWORD, generated by\n"

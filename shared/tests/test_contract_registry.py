@@ -14,6 +14,7 @@ from puskesos_cli.command_catalog import COMMANDS
 from puskesos_shared.commands import CommandError, CommandReply
 from puskesos_shared.contracts import EVENT_TYPES, Event, decode_event
 from puskesos_shared.contracts.examples import EXAMPLES
+from puskesos_shared.contracts.pseudonymous import FEED_LEVELS
 from puskesos_shared.contracts.registry import event_key, subject_for
 from puskesos_shared.contracts.schema_registry import (
     SchemaLayout,
@@ -88,7 +89,8 @@ def test_every_event_has_one_schema_and_one_example_and_nothing_else() -> None:
 
 def test_checked_in_files_are_fresh(tmp_path: Path) -> None:
     written = generate(tmp_path, COMMANDS)
-    assert len(written) == 2 * len(EVENT_TYPES) + len(COMMANDS) + 3  # + reply, asyncapi.json, asyncapi.md
+    # an event's schema and example, its feed schema per level, a command's schema, the reply, asyncapi.json and .md
+    assert len(written) == (2 + len(FEED_LEVELS)) * len(EVENT_TYPES) + len(COMMANDS) + 3
     stale = []
     for path in written:
         checked_in = REPO_ROOT / path.relative_to(tmp_path)
@@ -192,9 +194,11 @@ def test_asyncapi_has_a_receive_with_reply_per_command(asyncapi: dict[str, Any])
     commands = {k: v for k, v in operations.items() if v["action"] == "receive"}
     assert len(commands) == len(COMMANDS)
     for command in COMMANDS:
-        op = operations[f"{command.service}.receive.{command.name}.v{command.version}"]
+        op = operations[command.operation_id]
         channel = _pointer(asyncapi, op["channel"]["$ref"])
-        assert channel["address"] == f"puskesos.commands.{command.service}.{command.name}.v1"
+        scope = f".{{{command.parameter}}}" if command.parameter else ""  # a last token: on whose behalf
+        assert channel["address"] == f"puskesos.commands.{command.service}.{command.name}.v1{scope}"
+        assert set(channel.get("parameters", {})) == ({command.parameter} if command.parameter else set())
         message = _pointer(asyncapi, _pointer(asyncapi, op["messages"][0]["$ref"])["$ref"])
         assert message["payload"]["schema"]["$ref"] == f"./commands/{command.file_name}"
         [reply] = op["reply"]["messages"]

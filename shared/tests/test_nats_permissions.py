@@ -13,13 +13,16 @@ import pytest_asyncio
 from nats.errors import NoServersError
 from nats.js.errors import APIError, NoStreamResponseError
 from puskesos_shared.contracts.examples import example
+from puskesos_shared.contracts.pseudonymous import PiiLevel
 from puskesos_shared.localstack import ManagedProcess, find_nats_server, start_nats
 from puskesos_shared.messaging import encode_event, ensure_streams, event_headers
-from puskesos_shared.permissions import SERVICES, admin_user, generate_passwords, nats_config, reader_user, service_user
+from puskesos_shared.permissions import SERVICES, admin_user, generate_passwords, nats_config, service_user
+from puskesos_shared.subscribers import Subscriber, subscriber_user
 from puskesos_shared.topology import Topology
 
 pytestmark = pytest.mark.integration
 TOPOLOGY = Topology(namespace="puskesos")
+DASHBOARD = Subscriber(name="dashboard", events=(">",), pii=PiiLevel.NONE)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,9 @@ def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Man
     workdir = tmp_path_factory.mktemp("secured-nats")
     passwords = generate_passwords([*SERVICES, "admin", "dashboard"])
     users = [service_user(s, passwords[s], TOPOLOGY) for s in SERVICES]
-    users += [admin_user(passwords["admin"]), reader_user("dashboard", passwords["dashboard"], TOPOLOGY)]
+    dashboard = subscriber_user(DASHBOARD, passwords["dashboard"], TOPOLOGY)
+    assert dashboard is not None
+    users += [admin_user(passwords["admin"]), dashboard]
     config = workdir / "nats.conf"
     config.write_text(nats_config(users, store_dir=str(workdir / "js")))
     proc = start_nats(binary, workdir / "js", workdir / "nats.log", config_file=config)
@@ -46,9 +51,9 @@ async def admin(secured_nats: tuple[ManagedProcess, dict[str, str]]) -> AsyncIte
     await nc.drain()
 
 
-async def _connect(secured: tuple[ManagedProcess, dict[str, str]], user: str) -> nats.NATS:
+async def _connect(secured: tuple[ManagedProcess, dict[str, str]], user: str, **options: str) -> nats.NATS:
     proc, passwords = secured
-    return await nats.connect(proc.url, user=user, password=passwords[user], allow_reconnect=False)
+    return await nats.connect(proc.url, user=user, password=passwords[user], allow_reconnect=False, **options)
 
 
 async def _publish(nc: nats.NATS, event_type: str) -> None:
@@ -100,20 +105,31 @@ async def test_an_unknown_client_cannot_connect(secured_nats: tuple[ManagedProce
                            max_reconnect_attempts=0, connect_timeout=2)
 
 
-async def test_a_read_only_subscriber_reads_but_cannot_publish(
+async def test_a_subscriber_reads_its_feed_but_cannot_publish(
     secured_nats: tuple[ManagedProcess, dict[str, str]], admin: nats.NATS
 ) -> None:
+    """A subscriber reads the notification service's relayed copies in its own feed, never the events stream
+    (the full checks of ``subscriber_user``, on the production rendering: tests/deploy)."""
+    notification = await _connect(secured_nats, "notification")
+    try:  # the notification service relays a copy into the feed
+        event = TOPOLOGY.event_subject("intake", "complaint_filed", 1)
+        await notification.jetstream().publish(TOPOLOGY.feed_subject("dashboard", event), b"{}", timeout=3)
+    finally:
+        await notification.close()
     await _publish(admin, "ComplaintFiled")
-    reader = await _connect(secured_nats, "dashboard")
+    reader = await _connect(secured_nats, "dashboard", inbox_prefix=DASHBOARD.inbox_prefix)
     try:
         sub = await reader.jetstream().pull_subscribe(
-            TOPOLOGY.all_events, durable="dashboard", stream=TOPOLOGY.events_stream
+            DASHBOARD.feed_filter(TOPOLOGY), durable="dashboard", stream=TOPOLOGY.feeds_stream
         )
         msgs = await sub.fetch(1, timeout=5)
-        assert msgs
+        assert msgs and msgs[0].subject.startswith(TOPOLOGY.feed_prefix("dashboard") + ".")
         await msgs[0].ack()
         with pytest.raises((TimeoutError, NoStreamResponseError, nats.errors.TimeoutError)):
             await _publish(reader, "ComplaintFiled")
+        with pytest.raises((TimeoutError, nats.errors.TimeoutError)):  # the events stream is not its to read
+            await reader.jetstream(timeout=1).pull_subscribe(TOPOLOGY.all_events, durable="dashboard",
+                                                            stream=TOPOLOGY.events_stream)
     finally:
         await reader.close()
 

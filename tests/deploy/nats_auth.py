@@ -28,11 +28,13 @@ class AuthServer:
     process: ManagedProcess
 
     def password(self, user: str) -> str:
-        return self.passwords[f"NATS_{user.upper()}_PASSWORD"]
+        return self.passwords[f"NATS_{user.upper().replace('-', '_')}_PASSWORD"]
 
     @asynccontextmanager
-    async def connect(self, user: str, password: str | None = None) -> AsyncIterator[tuple[NatsClient, list[str]]]:
-        """A client logged in as ``user``; the list collects the server's asynchronous errors."""
+    async def connect(self, user: str, password: str | None = None, *,
+                      inbox_prefix: str | None = None) -> AsyncIterator[tuple[NatsClient, list[str]]]:
+        """A client logged in as ``user``; the list collects the server's asynchronous errors. An external
+        subscriber connects with its ``inbox_prefix`` (its permissions allow no other inbox)."""
         errors: list[str] = []
 
         async def on_error(exc: Exception) -> None:
@@ -40,7 +42,7 @@ class AuthServer:
 
         nc = await nats.connect(self.url, user=user, password=password or self.password(user), name=f"test-{user}",
                                 error_cb=on_error, max_reconnect_attempts=0, connect_timeout=5,
-                                allow_reconnect=False)
+                                allow_reconnect=False, **({"inbox_prefix": inbox_prefix} if inbox_prefix else {}))
         try:
             yield nc, errors
         finally:
@@ -49,9 +51,11 @@ class AuthServer:
 
 
 @contextmanager
-def auth_server(workdir: Path, passwords: dict[str, str]) -> Iterator[AuthServer]:
+def auth_server(workdir: Path, passwords: dict[str, str], accounts: Path = ACCOUNTS) -> Iterator[AuthServer]:
+    """``accounts``: the committed accounts file, or one rendered for a test (``render_accounts.render``)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ACCOUNTS, workdir / "accounts.conf")
+    if accounts != workdir / "accounts.conf":
+        shutil.copy(accounts, workdir / "accounts.conf")
     conf = workdir / "server.conf"
     conf.write_text("include ./accounts.conf\n")
     port, monitor = free_port(), free_port()

@@ -147,8 +147,15 @@ def test_secrets_are_referenced_not_committed(rendered: Rendered) -> None:
     assert rendered.of_kind("Secret") == [], "Secrets are created at provisioning (deploy/gen_secrets.py k8s)"
     module = gen_secrets()
     provided = set(module.SECRETS.values()) | set(module.PROVIDED.values())
+    made = {secret for secret, _ in provided} | {module.SUBSCRIBER_NATS_SECRET, module.SUBSCRIBER_SECRETS_SECRET}
     for workload in workloads(rendered):
+        for volume in pod_spec(workload).get("volumes", []):
+            if "secret" in volume:
+                assert volume["secret"]["secretName"] in made, f"{_label(workload)} mounts an unknown Secret"
         for container in _containers(workload):
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] in made, f"{_label(workload)} reads an unknown Secret"
             for env in container.get("env", []):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
@@ -166,7 +173,8 @@ def test_config_maps_exist(rendered: Rendered) -> None:
                 assert volume["configMap"]["name"] in names, _label(workload)
         for container in _containers(workload):
             for source in container.get("envFrom", []):
-                assert source["configMapRef"]["name"] in names, _label(workload)
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] in names, _label(workload)
 
 
 def test_env_expansions_refer_to_defined_variables(rendered: Rendered) -> None:
@@ -174,7 +182,8 @@ def test_env_expansions_refer_to_defined_variables(rendered: Rendered) -> None:
         for container in _containers(workload):
             defined: set[str] = set()
             for source in container.get("envFrom", []):
-                defined |= set(rendered.get("ConfigMap", source["configMapRef"]["name"])["data"])
+                if "configMapRef" in source:
+                    defined |= set(rendered.get("ConfigMap", source["configMapRef"]["name"])["data"])
             for env in container.get("env", []):
                 for ref in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", env.get("value", "")):
                     assert ref in defined, f"{_label(workload)}: {env['name']} uses $({ref}) before it is defined"
@@ -268,3 +277,45 @@ def test_nats_routes_name_every_server(rendered: Rendered) -> None:
     headless = nats["spec"]["serviceName"]
     assert routes == [f"nats://route:$(NATS_ROUTE_PASSWORD)@nats-{i}.{headless}.$(POD_NAMESPACE).svc.cluster.local:6222"
                       for i in range(nats["spec"]["replicas"])]
+
+
+def test_the_notification_service_gets_the_subscribers_and_their_signing_secrets(rendered: Rendered) -> None:
+    """deploy/nats/subscribers.json is mounted (a generated ConfigMap), with the webhook signing secrets
+    (deploy/gen_secrets.py), where the settings point; no other workload gets the signing secrets."""
+    module = gen_secrets()
+    assert rendered.generated_config_maps["puskesos-subscribers"] == [module.SUBSCRIBERS_FILE]
+    deployment = rendered.get("Deployment", "notification")
+    spec = pod_spec(deployment)
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    for variable, source in (("PUSKESOS_SUBSCRIBERS_FILE", {"configMap": {"name": "puskesos-subscribers"}}),
+                             ("PUSKESOS_SUBSCRIBER_SECRETS_FILE",
+                              {"secret": {"secretName": module.SUBSCRIBER_SECRETS_SECRET}})):
+        path = Path(env[variable])
+        mount = mounts[str(path.parent)]
+        assert mount.get("readOnly") is True
+        volume = volumes[mount["name"]]
+        kind = next(iter(source))
+        assert {k: v for k, v in volume[kind].items() if k != "defaultMode"} == source[kind]
+        key = path.name
+        if kind == "configMap":
+            assert key in rendered.get("ConfigMap", "puskesos-subscribers")["data"]
+        else:
+            assert key == module.SUBSCRIBER_SECRETS_KEY
+            assert volume["secret"]["defaultMode"] & 0o007 == 0, "the signing secrets are not world-readable"
+            assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]
+    for workload in workloads(rendered):
+        if workload is not deployment:
+            assert not [v for v in pod_spec(workload).get("volumes", [])
+                        if v.get("secret", {}).get("secretName") == module.SUBSCRIBER_SECRETS_SECRET]
+
+
+def test_the_nats_servers_get_every_subscriber_password(rendered: Rendered) -> None:
+    module = gen_secrets()
+    container = pod_spec(rendered.get("StatefulSet", "nats"))["containers"][0]
+    assert {"secretRef": {"name": module.SUBSCRIBER_NATS_SECRET}} in container["envFrom"]
+    passwords = {name for name, (secret, _) in module.SECRETS.items() if secret == module.SUBSCRIBER_NATS_SECRET}
+    assert passwords == {module.password_variable(n) for n in module.nats_subscribers()}
+    assert {k for (s, k) in module.SECRETS.values() if s == module.SUBSCRIBER_NATS_SECRET} == passwords

@@ -37,10 +37,13 @@ def test_config_is_valid_with_the_compose_environment(secrets_env: dict[str, str
 
 
 def _k8s_env(container: dict[str, Any], pod: str, namespace: str, secrets_env: dict[str, str]) -> dict[str, str]:
-    """What the kubelet would give the container: secretKeyRef, fieldRef and $(VAR) expansion."""
+    """What the kubelet would give the container: envFrom a Secret, secretKeyRef, fieldRef and $(VAR) expansion."""
     by_ref = {ref: name for name, ref in gen_secrets().SECRETS.items()}
     fields = {"metadata.name": pod, "metadata.namespace": namespace}
     env: dict[str, str] = {}
+    for source in container.get("envFrom", []):  # every key of the Secret, before env (which wins)
+        secret = source["secretRef"]["name"]
+        env |= {key: secrets_env[name] for name, (s, key) in gen_secrets().SECRETS.items() if s == secret}
     for item in container["env"]:
         if "value" in item:
             env[item["name"]] = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env[m.group(1)], item["value"])

@@ -17,16 +17,18 @@ import nats.errors
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig
+from puskesos_shared.subscribers import DeliveryKind, Subscriber, SubscriberBook
 from puskesos_shared.topology import Topology
 
 from tests.deploy.nats_auth import AuthServer, auth_server
-from tests.deploy.support import SERVICES, gen_secrets, render_kustomization
+from tests.deploy.support import NATS_DIR, SERVICES, gen_secrets, render_kustomization
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TOPOLOGY = Topology(namespace="puskesos", replicas=1)
 EVENTS = TOPOLOGY.events_stream
 DLQ = TOPOLOGY.dead_letter_stream
+FEEDS = TOPOLOGY.feeds_stream
 
 
 @pytest.fixture(scope="module")
@@ -135,42 +137,49 @@ async def test_distribution_work_queue(streams: AuthServer) -> None:
         assert not await published(nc, "puskesos.work.distribution.allocate.round1", DENIED_WAIT)
 
 
-@pytest.mark.parametrize(("user", "allowed", "refused"), [
-    ("dashboard", "puskesos.events.>", None),
-    ("hospital", "puskesos.events.referral.>", "puskesos.events.intake.>"),
-    ("bank", "puskesos.events.distribution.>", "puskesos.events.>"),
-    ("registry", "puskesos.events.intake.>", "puskesos.events.referral.>"),
-    ("whatsapp", "puskesos.events.notification.>", "puskesos.events.intake.>"),
-])
-async def test_external_subscribers_are_read_only(streams: AuthServer, user: str, allowed: str,
-                                                  refused: str | None) -> None:
+def production_subscribers() -> list[Subscriber]:
+    return [s for s in SubscriberBook(NATS_DIR / "subscribers.json").load() if s.delivery is DeliveryKind.NATS]
+
+
+@pytest.mark.parametrize("subscriber", production_subscribers(), ids=lambda s: s.name)
+async def test_external_subscribers_read_only_their_feed(streams: AuthServer, subscriber: Subscriber) -> None:
+    """Each subscriber of deploy/nats/subscribers.json reads its own feed (the full refusals, on a rendered
+    book: test_subscriber_permissions.py), never the events stream, and publishes nothing."""
     server = streams
-    async with server.connect("intake") as (nc, _):
-        assert await published(nc, TOPOLOGY.event_subject("intake", "seen_by_subscribers", 1))
-    name = f"ext-{user}"
-    async with server.connect(user) as (nc, errors):
+    name = subscriber.name
+    event = TOPOLOGY.event_subject("intake", "seen_by_subscribers", 1)
+    async with server.connect("notification") as (nc, errors):  # the relay, as the notification service does
+        assert await published(nc, TOPOLOGY.feed_subject(name, event)), errors
+    async with server.connect(name, inbox_prefix=subscriber.inbox_prefix) as (nc, errors):
         js = nc.jetstream()
         denied = nc.jetstream(timeout=DENIED_WAIT)
-        if refused:
-            with pytest.raises(DENIED):
-                await denied.add_consumer(EVENTS, ConsumerConfig(name=name, durable_name=name,
-                                                                 filter_subject=refused, ack_policy=AckPolicy.EXPLICIT))
-            assert await violation(nc, errors, f"CONSUMER.CREATE.{EVENTS}.{name}.{refused}")
-        await js.add_consumer(EVENTS, ConsumerConfig(name=name, durable_name=name, filter_subject=allowed,
-                                                     ack_policy=AckPolicy.EXPLICIT))
-        sub = await js.pull_subscribe_bind(name, stream=EVENTS)
-        if user == "dashboard":
-            (msg,) = await sub.fetch(1, timeout=5)
-            await msg.ack()
-        # no publishing of any kind, no direct reads of the stream, no other consumer
+        with pytest.raises(DENIED):
+            await denied.add_consumer(EVENTS, ConsumerConfig(name=name, durable_name=name,
+                                                             filter_subject=TOPOLOGY.all_events,
+                                                             ack_policy=AckPolicy.EXPLICIT))
+        assert await violation(nc, errors, f"CONSUMER.CREATE.{EVENTS}.{name}")
+        await js.add_consumer(FEEDS, ConsumerConfig(name=name, durable_name=name,
+                                                    filter_subject=subscriber.feed_filter(TOPOLOGY),
+                                                    ack_policy=AckPolicy.EXPLICIT))
+        sub = await js.pull_subscribe_bind(name, stream=FEEDS)
+        (msg,) = await sub.fetch(1, timeout=5)
+        assert msg.subject == TOPOLOGY.feed_subject(name, event)
+        await msg.ack_sync(timeout=3)
         assert not await published(nc, TOPOLOGY.event_subject("intake", "forged", 1), DENIED_WAIT)
-        with pytest.raises(DENIED):
-            await denied.get_msg(EVENTS, seq=1)
-        assert await violation(nc, errors, f"STREAM.MSG.GET.{EVENTS}"), errors
-        with pytest.raises(DENIED):
-            await denied.consumer_info(EVENTS, "audit")
-        assert await violation(nc, errors, f"CONSUMER.INFO.{EVENTS}.audit")
         assert await violation(nc, errors, "puskesos.events.intake.forged")
+        with pytest.raises(DENIED):
+            await denied.get_msg(FEEDS, seq=1)
+        assert await violation(nc, errors, f"STREAM.MSG.GET.{FEEDS}"), errors
+
+
+async def test_a_webhook_subscriber_has_no_nats_user(server: AuthServer) -> None:
+    webhooks = [s.name for s in SubscriberBook(NATS_DIR / "subscribers.json").load()
+                if s.delivery is DeliveryKind.WEBHOOK]
+    assert webhooks, "production declares a webhook subscriber (the Ministry)"
+    for name in webhooks:
+        with pytest.raises(Exception, match=r"(?i)authorization"):
+            async with server.connect(name, "x" * 48):
+                pass
 
 
 async def test_operator_sends_commands_but_no_events(streams: AuthServer) -> None:

@@ -3,7 +3,8 @@
 The CLI is the composition root: it may import the services' request models, shared may not. Each
 entry names the subject's service and command, the request model ``subscribe_command`` validates
 with. ``cli/tests/test_command_catalog.py`` checks
-this list against what the services' ``register_commands`` (and ``serve_export``) subscribe.
+this list against what the services' ``register_commands`` (and ``serve_export``) subscribe; ``redrive``
+is served for every service by the shared runtime (``create_service_app``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from puskesos_referral.requests import (
     ReferCommand,
     RespondRequest,
     SummaryCommand,
+    TargetRespondRequest,
 )
 from puskesos_shared.contracts.schema_registry import CommandSpec
+from puskesos_shared.messaging.redrive_service import REDRIVE_COMMAND, RedriveRequest
 from puskesos_shared.resident_export import EXPORT_COMMAND, ExportResident
 
 SERVICES = ("intake", "referral", "distribution", "notification", "audit")
@@ -36,8 +39,19 @@ _EXPORTS = tuple(
     for service in SERVICES
 )
 
+_REDRIVES = tuple(
+    CommandSpec(service, REDRIVE_COMMAND, RedriveRequest,
+                f"Re-drive a dead letter of one of the {service} service's consumers to that consumer only (served "
+                "by every service through its runtime): by dead_letter_sequence, or an events-stream message by "
+                "consumer and sequence. Nothing is published again; the event keeps its event id. The result is a "
+                "RedriveResult; the caller (puskesos dlq redrive, as admin) then deletes the dead letter. A handler "
+                "that fails again answers redrive_failed and the dead letter stays.")
+    for service in SERVICES
+)
+
 COMMANDS: tuple[CommandSpec, ...] = (
     *_EXPORTS,
+    *_REDRIVES,
     # intake: external systems (the WhatsApp bot, the national registry sync) name their actor
     CommandSpec("intake", "register_household", RegisterHousehold,
                 "Register or update a household (the national registry sync). The result is a RegistrationResult."),
@@ -53,9 +67,18 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("referral", "issue_referral", ReferCommand,
                 "Refer an assessed case to a target (hospital, program desk, Dinas Sosial)."),
     CommandSpec("referral", "respond_referral", RespondRequest,
-                "A target system's answer to a referral it received, by referral_id or referral_number: outcome "
-                "accepted, rejected or completed (the referral's target sends it; responded_by names who "
-                "answered)."),
+                "An operator records a target's answer to a referral, by referral_id or referral_number: outcome "
+                "accepted, rejected or completed; responded_by names who answered. Operators only (the admin and "
+                "operator NATS users): a referral target answers on its own subject (respond_referral by target)."),
+    CommandSpec("referral", "respond_referral", TargetRespondRequest,
+                "A referral target's answer to a referral issued to it, by referral_id or referral_number: outcome "
+                "accepted, rejected or completed. The target code is the subject's last token, which the NATS "
+                "permissions let only that target's user publish; a referral issued to another target is "
+                "referral_not_found, as one that does not exist; the answer is recorded as the target's (actor "
+                "external, id the code).",
+                parameter="target",
+                parameter_description="The referral target's code (letters, digits, '-' or '_'), for example "
+                                      "RSD-SOEBANDI; a subscriber's referral_target"),
     CommandSpec("referral", "close_case", CloseCommand, "Close a case with a resolution and a reason."),
     CommandSpec("referral", "get_case", GetCaseCommand, "One case, as the officer may see it."),
     CommandSpec("referral", "list_cases", ListCasesCommand,

@@ -1,7 +1,9 @@
 """``puskesos contracts``: generate and check the contract registry under ``shared/schemas/``.
 
-``generate`` writes the JSON Schema and the example of every event version, the request schema
-of every command (``command_catalog``) and the AsyncAPI document with its markdown rendering; it
+``generate`` writes the JSON Schema and the example of every event version, the schemas of the copies
+relayed to external subscribers (``feeds/pseudonymous/``, ``feeds/none/``: personal data marked ``x-pii``
+replaced or removed), the request schema of every command (``command_catalog``) and the AsyncAPI
+document with its markdown rendering; it
 refuses to rewrite a published schema incompatibly (a breaking change needs a new version: a new
 model and a new subject). ``check`` fails when the checked-in files are stale or a published schema
 would change incompatibly; CI runs it.
@@ -62,7 +64,7 @@ def generate_command(
         bool, typer.Option(help="Overwrite published schemas even when the change is incompatible")
     ] = False,
 ) -> None:
-    """Write shared/schemas/ (events/, examples/, commands/, asyncapi.json, asyncapi.md) from the models."""
+    """Write shared/schemas/ (events/, examples/, feeds/, commands/, asyncapi.json, asyncapi.md) from the models."""
     base = _root(root)
     breaking = incompatibilities_with_published(base)
     if breaking and not allow_incompatible:

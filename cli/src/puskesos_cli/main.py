@@ -15,7 +15,7 @@ from puskesos_audit.cli import app as audit_app
 from puskesos_distribution.cli import round_app
 from puskesos_shared.localstack import STACK_DIR_ENV
 
-from . import contracts, demo, registry, resident, services, stack, token
+from . import contracts, demo, dlq, registry, resident, services, stack, subscribers, token
 
 app = typer.Typer(help="Puskesos platform: local stack, services, contracts, demo, rounds, audit, residents.",
                   no_args_is_help=True)
@@ -37,6 +37,9 @@ app.add_typer(round_app, name="round", help="Aid rounds (BLT): open, import reci
 app.add_typer(audit_app, name="audit", help="The audit log: verify, trace, replay, checkpoints.")
 app.add_typer(registry.app, name="registry", help="The household registry: bulk CSV import, sample CSVs.")
 app.add_typer(resident.app, name="resident", help="Residents' personal data (UU PDP): export on request.")
+app.add_typer(dlq.app, name="dlq", help="Dead letters: list, show, re-drive to the consumer that failed them.")
+app.add_typer(subscribers.app, name="subscribers",
+              help="External subscribers: add, list, replay, revoke (NATS feeds and CloudEvents webhooks).")
 app.command("demo")(demo.demo)
 app.command("token")(token.token)
 

@@ -42,6 +42,7 @@ from puskesos_shared.permissions import (
     service_user,
 )
 from puskesos_shared.settings import nats_servers
+from puskesos_shared.subscribers import SubscriberBook, SubscriberSecrets, subscriber_user
 from puskesos_shared.topology import Topology
 from rich.console import Console
 from rich.table import Column, Table
@@ -89,9 +90,27 @@ def nats_passwords() -> dict[str, str]:
 
 
 def _nats_users() -> list[NatsUser]:
+    """The services', the admin's and the external subscribers' (``puskesos subscribers``)."""
     passwords = nats_passwords()
     topology = Topology()
-    return [service_user(s, passwords[s], topology) for s in SERVICES] + [admin_user(passwords["admin"])]
+    users = [service_user(s, passwords[s], topology) for s in SERVICES] + [admin_user(passwords["admin"])]
+    secrets = SubscriberSecrets(state.subscriber_secrets_file()).load()
+    for subscriber in SubscriberBook(state.subscribers_file()).load():
+        user = subscriber_user(subscriber, secrets.get(subscriber.name, {}).get("nats_password", ""), topology)
+        if user is not None and user.password:
+            users.append(user)
+    return users
+
+
+def reload_nats_users() -> bool:
+    """Writes the users again into the running NATS configuration (every node of a cluster) and has
+    nats-server reload it (SIGHUP); False when NATS is not running."""
+    servers = state.load().get("servers", {})
+    if "nats" not in servers or not stack_nats.alive(servers, "nats"):
+        return False
+    stack_nats.reload(servers, config=lambda: _nats_config(state.stack_dir() / "data" / "nats"),
+                      authorization=lambda: nats_authorization(_nats_users()))
+    return True
 
 
 def _nats_config(store_dir: Path) -> Path:
@@ -108,6 +127,8 @@ def _write_env(nats_url: str, mongo_url: str, replicas: int) -> None:
         f"PUSKESOS_NATS_URL={nats_url}\nPUSKESOS_MONGO_URL={mongo_url}\nPUSKESOS_AUTH_SECRET={auth_secret()}\n"
         f"PUSKESOS_NATS_USER=admin\nPUSKESOS_NATS_PASSWORD={nats_passwords()['admin']}\n"
         f"PUSKESOS_STREAM_REPLICAS={replicas}\n"
+        f"PUSKESOS_SUBSCRIBERS_FILE={state.subscribers_file()}\n"
+        f"PUSKESOS_SUBSCRIBER_SECRETS_FILE={state.subscriber_secrets_file()}\n"
     )
     state.env_file().chmod(0o600)
 

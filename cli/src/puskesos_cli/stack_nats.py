@@ -8,6 +8,9 @@ comma-separated as its ``url`` (what services and tools get as ``PUSKESOS_NATS_U
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from puskesos_shared.localstack import (
     NatsNode,
     StackError,
     find_nats_server,
+    local_server_name,
     start_nats,
     start_nats_cluster,
 )
@@ -95,6 +99,27 @@ def ensure(servers: dict[str, Any], data_dir: Path, logs: Path, *, size: int | N
     servers.update({key: node.to_json() for key, node in zip(keys, cluster.nodes, strict=True)})
     servers["nats"] = {"name": "nats", "pid": 0, "port": 0, "url": cluster.url, "log": "", "cluster": cluster.name,
                        "nodes": keys, "replicas": size}
+
+
+def reload(servers: dict[str, Any], *, config: Callable[[], Path],
+           authorization: Callable[[], dict[str, Any]]) -> None:
+    """New users (``puskesos subscribers``) without a restart: the configuration is written again and each
+    server reloads it (SIGHUP); a client whose user is gone is disconnected by the server."""
+    cluster = cluster_of(servers)
+    if cluster is None:
+        path = config()
+        document = json.loads(path.read_text())
+        document["server_name"] = local_server_name(int(servers["nats"]["port"]))  # given as a flag at start
+        path.write_text(json.dumps(document, indent=2))
+        os.kill(int(servers["nats"]["pid"]), signal.SIGHUP)
+        return
+    users = authorization()
+    for node in cluster.nodes:
+        document = json.loads(node.config_path.read_text())
+        document["authorization"] = users
+        node.config_path.write_text(json.dumps(document, indent=2))
+        node.config_path.chmod(0o600)
+        os.kill(node.pid, signal.SIGHUP)
 
 
 def _streams(cluster: LocalNatsCluster) -> list[str]:

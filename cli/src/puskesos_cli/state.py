@@ -9,7 +9,8 @@ from typing import Any
 
 from puskesos_shared.localstack import ManagedProcess, stack_dir
 
-__all__ = ["env_file", "load", "process_from", "save", "stack_dir", "state_file"]
+__all__ = ["env_file", "load", "process_from", "save", "stack_dir", "state_file", "subscriber_secrets_file",
+           "subscribers_file"]
 
 
 def state_file() -> Path:
@@ -18,6 +19,16 @@ def state_file() -> Path:
 
 def env_file() -> Path:
     return stack_dir() / "stack.env"
+
+
+def subscribers_file() -> Path:
+    """The stack's external subscribers (``puskesos subscribers``), read by the notification service."""
+    return stack_dir() / "subscribers.json"
+
+
+def subscriber_secrets_file() -> Path:
+    """Their NATS passwords and webhook signing secrets (0600)."""
+    return stack_dir() / "subscriber-secrets.json"
 
 
 def load() -> dict[str, Any]:

@@ -84,6 +84,27 @@ def parse_request(model: type[Req], body: bytes) -> Req:
 
 
 CommandHandler = Callable[[Req], Awaitable[BaseModel | dict[str, Any]]]
+#: A handler of a scoped command: the request and the subject's last token (``subscribe_scoped_command``).
+ScopedHandler = Callable[[Req, str], Awaitable[BaseModel | dict[str, Any]]]
+
+
+async def _answer(name: str, request: type[Req], body: bytes,
+                  handle: Callable[[Req], Awaitable[BaseModel | dict[str, Any]]]) -> bytes:
+    structlog.contextvars.bind_contextvars(command=name)
+    try:
+        req = parse_request(request, body)
+        result = await handle(req)
+        payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+        reply = CommandReply(ok=True, result=payload)
+    except CommandError as exc:
+        reply = CommandReply(ok=False, error=exc.body())
+    except Exception as exc:  # the caller gets an answer, the log gets the detail
+        log.exception("command_failed", error=type(exc).__name__)
+        reply = CommandReply(ok=False, error={"code": "internal_error", "message": "the command failed; "
+                                              "it may be retried with the same idempotency key", "fields": []})
+    finally:
+        structlog.contextvars.unbind_contextvars("command")
+    return reply.model_dump_json().encode()
 
 
 def subscribe_command(
@@ -102,21 +123,38 @@ def subscribe_command(
     @broker.subscriber(subject, queue=f"{service}-commands", title=f"{service}.{name}",
                        description=f"Command {name} of the {service} service ({request.__name__})")
     async def _serve(msg: NatsMessage) -> bytes:
-        structlog.contextvars.bind_contextvars(command=name)
-        try:
-            req = parse_request(request, msg.body)
-            result = await handler(req)
-            payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
-            reply = CommandReply(ok=True, result=payload)
-        except CommandError as exc:
-            reply = CommandReply(ok=False, error=exc.body())
-        except Exception as exc:  # the caller gets an answer, the log gets the detail
-            log.exception("command_failed", error=type(exc).__name__)
-            reply = CommandReply(ok=False, error={"code": "internal_error", "message": "the command failed; "
-                                                  "it may be retried with the same idempotency key", "fields": []})
-        finally:
-            structlog.contextvars.unbind_contextvars("command")
-        return reply.model_dump_json().encode()
+        return await _answer(name, request, msg.body, handler)
+
+    return subject
+
+
+def subscribe_scoped_command(
+    broker: NatsBroker,
+    topology: Topology,
+    *,
+    service: str,
+    name: str,
+    request: type[Req],
+    handler: ScopedHandler[Req],
+    parameter: str,
+    version: int = 1,
+) -> str:
+    """Serves ``{ns}.commands.{service}.{name}.v{version}.*`` (same queue group, same reply shape): the last
+    token (``parameter``, e.g. a referral target's code) says on whose behalf the request comes. Only the
+    NATS permissions decide who may publish which token, so the handler trusts the subject, not the body."""
+    base = topology.command_subject(service, name, version)
+    subject = f"{base}.*"
+
+    @broker.subscriber(subject, queue=f"{service}-commands", title=f"{service}.{name}.{{{parameter}}}",
+                       description=f"Command {name} of the {service} service on behalf of a {parameter} "
+                                   f"({request.__name__})")
+    async def _serve(msg: NatsMessage) -> bytes:
+        scope = msg.raw_message.subject.rsplit(".", 1)[-1]
+
+        async def handle(req: Req) -> BaseModel | dict[str, Any]:
+            return await handler(req, scope)
+
+        return await _answer(f"{name}.{parameter}", request, msg.body, handle)
 
     return subject
 

@@ -4,7 +4,7 @@ from prometheus_client import Counter, Histogram
 
 MESSAGES_PROCESSED = Counter(
     "puskesos_messages_processed_total",
-    "Messages handled by a consumer, by outcome (acked, retry, dead_lettered)",
+    "Messages handled by a consumer, by outcome (acked, retry, dead_lettered; redriven, redrive_failed)",
     ["consumer", "outcome"],
 )
 MESSAGE_LATENCY = Histogram(

@@ -12,6 +12,7 @@ inboxes (pull consumers receive through inboxes). Reading other services' events
 through JetStream consumers, which the permissions allow; publishing them does not. The few
 commands a service sends to another are listed one by one (``_EXTRA_PUBLISH``): audit asks
 referral for rule sets; intake asks every service for its part of a resident's data export.
+External subscribers' users are ``subscribers.subscriber_user``: each reads only its own feed.
 """
 
 from __future__ import annotations
@@ -37,17 +38,6 @@ _JS_API_SERVICE = [
     "$JS.API.DIRECT.GET.>",
     "$JS.API.CONSUMER.>",
 ]
-#: What a read-only external subscriber (a dashboard, the national registry sync) may call.
-_JS_API_READER = [
-    "$JS.API.INFO",
-    "$JS.API.STREAM.INFO.*",
-    "$JS.API.STREAM.MSG.GET.*",
-    "$JS.API.CONSUMER.CREATE.>",
-    "$JS.API.CONSUMER.DURABLE.CREATE.>",
-    "$JS.API.CONSUMER.INFO.>",
-    "$JS.API.CONSUMER.MSG.NEXT.>",
-    "$JS.API.CONSUMER.DELETE.>",
-]
 #: Extra subjects per service beyond the common ones.
 _EXTRA_PUBLISH: dict[str, list[str]] = {
     # history replay for late subscribers; rule sets for decision replay are asked of referral
@@ -57,6 +47,8 @@ _EXTRA_PUBLISH: dict[str, list[str]] = {
                for service in ("referral", "distribution", "notification", "audit")],
     # round status counts the running replicas: a presence request every replica answers
     "distribution": ["{ns}.commands.distribution.presence.v1"],
+    # external subscribers' feeds (``subscribers``): relayed copies, and a revoked subscriber's feed purged
+    "notification": ["{ns}.feed.>", "$JS.API.STREAM.PURGE.{feeds}"],
 }
 
 
@@ -86,16 +78,10 @@ def service_user(service: str, password: str, topology: Topology) -> NatsUser:
         f"{ns}.work.{service}.>",
         "$JS.ACK.>",
         *_JS_API_SERVICE,
-        *(s.format(ns=ns) for s in _EXTRA_PUBLISH.get(service, [])),
+        *(s.format(ns=ns, feeds=topology.feeds_stream) for s in _EXTRA_PUBLISH.get(service, [])),
     ]
     subscribe = ["_INBOX.>", f"{ns}.commands.{service}.>"]
     return NatsUser(service, password, tuple(publish), tuple(subscribe))
-
-
-def reader_user(name: str, password: str, topology: Topology) -> NatsUser:
-    """A read-only external subscriber: consumes events, publishes nothing on the domain bus."""
-    return NatsUser(name, password, ("$JS.ACK.>", *_JS_API_READER), ("_INBOX.>", f"{topology.namespace}.replay.>"),
-                    allow_responses=False)
 
 
 def admin_user(password: str) -> NatsUser:

@@ -47,6 +47,13 @@ PROBLEMS: dict[str, ProblemType] = {
     "service_unavailable": ProblemType("Service unavailable", 503),
     "storage_unavailable": ProblemType("Storage unavailable", 503),
     "auth_not_configured": ProblemType("Authentication not configured", 503),
+    # any service: the redrive command (dead letters back to their consumer)
+    "dead_letter_not_found": ProblemType("Dead letter not found", 404),
+    "message_not_found": ProblemType("Message not found", 404),
+    "unknown_consumer": ProblemType("Unknown consumer", 404),
+    "dead_letter_of_other_service": ProblemType("Dead letter of another service", 409),
+    "not_for_consumer": ProblemType("Not for this consumer", 409),
+    "redrive_failed": ProblemType("Re-drive failed", 409),
     # intake
     "invalid_path": ProblemType("Invalid path parameter", 422),
     "kk_mismatch": ProblemType("KK number mismatch", 422),
@@ -86,6 +93,7 @@ PROBLEMS: dict[str, ProblemType] = {
     # notification
     "officer_not_found": ProblemType("Officer not found", 404),
     "notification_not_found": ProblemType("Notification not found", 404),
+    "subscriber_not_found": ProblemType("Subscriber not found", 404),
     # audit
     "trace_not_found": ProblemType("Nothing to trace", 404),
 }

@@ -30,6 +30,8 @@ from .http import install_http_defaults
 from .logging import configure_logging
 from .messaging.dead_letter import DeadLetters
 from .messaging.publisher import EventPublisher
+from .messaging.redrive import RedriveRegistry
+from .messaging.redrive_service import serve_redrive
 from .messaging.streams import ensure_streams
 from .mongo import Document, Mongo
 from .outbox import OutboxRelay
@@ -63,6 +65,13 @@ class ServiceRuntime:
     def add_background(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Runs ``loop()`` as a task once the broker has started; it is cancelled at shutdown."""
         self.background.append(loop)
+
+    @property
+    def redrive(self) -> RedriveRegistry:
+        """The consumers whose dead letters this process re-drives (the ``redrive`` command every service
+        serves): each ``subscribe_events`` consumer, plus ``runtime.redrive.register(consumer, handler)``
+        with ``async def handler(body: bytes, headers: Mapping[str, str]) -> None`` for others."""
+        return self.dead_letters.redrive
 
     @property
     def db(self) -> AsyncDatabase[Document]:
@@ -133,6 +142,7 @@ def create_service_app(
             await ensure_streams(broker.config.connection_state.stream, topology)
             if configure is not None:
                 await configure(runtime)
+            serve_redrive(runtime)  # {ns}.commands.{name}.redrive.v1: dead letters back to their consumer
             await broker.start()
             if runtime.outbox_collections:
                 await runtime.outbox.ensure_indexes()

@@ -9,6 +9,9 @@ Naming rules (``ns`` is the namespace, ``puskesos`` in production; tests use a u
 * dead letters: ``{ns}.dlq.{service}.{consumer}``, the ``{NS}_DLQ`` stream; the original
   subject and the reason travel in headers (see ``messaging.dead_letter``). The service token
   lets NATS permissions give each service its own dead-letter subjects.
+* feeds:     ``{ns}.feed.{subscriber}.{producer}.{event_name}.v{version}``, the ``{NS}_FEEDS`` stream: the
+  copies the notification service relays to an external subscriber, pseudonymised as its account says
+  (see ``subscribers``). A subscriber reads only its own feed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")  # consumer names may use hyphens
+
+#: How long a subscriber's feed keeps relayed copies: a derived stream, rebuilt by a replay when needed.
+FEED_MAX_AGE_SECONDS = 90 * 24 * 3600
 
 #: How long the broker remembers a Nats-Msg-Id. Covers an outbox republish after a
 #: crash and a restart later the same day; consumers are idempotent beyond it anyway.
@@ -64,6 +70,19 @@ class Topology:
             raise ValueError(f"consumer {consumer!r} must be lower-case letters, digits, '_' or '-'")
         return f"{self.namespace}.dlq.{_token(service, 'service')}.{consumer}"
 
+    def feed_prefix(self, subscriber: str) -> str:
+        """Every subject of one subscriber's feed is under this prefix (``puskesos.feed.rsud-soebandi``)."""
+        if not _NAME.fullmatch(subscriber):
+            raise ValueError(f"subscriber {subscriber!r} must be lower-case letters, digits, '_' or '-'")
+        return f"{self.namespace}.feed.{subscriber}"
+
+    def feed_subject(self, subscriber: str, event_subject: str) -> str:
+        """The feed subject of a relayed copy of the event stored on ``event_subject``."""
+        events = f"{self.namespace}.events."
+        if not event_subject.startswith(events):
+            raise ValueError(f"{event_subject!r} is not an event subject of namespace {self.namespace!r}")
+        return f"{self.feed_prefix(subscriber)}.{event_subject[len(events):]}"
+
     # streams --------------------------------------------------------------------------
     @property
     def events_stream(self) -> str:
@@ -72,6 +91,10 @@ class Topology:
     @property
     def dead_letter_stream(self) -> str:
         return f"{self.namespace.upper()}_DLQ"
+
+    @property
+    def feeds_stream(self) -> str:
+        return f"{self.namespace.upper()}_FEEDS"
 
     def stream_configs(self) -> list[StreamConfig]:
         """The streams every environment needs; ``ensure_streams`` creates or updates them."""
@@ -99,5 +122,18 @@ class Topology:
                 duplicate_window=DUPLICATE_WINDOW_SECONDS,
                 discard=DiscardPolicy.OLD,
                 max_age=0,
+            ),
+            StreamConfig(
+                name=self.feeds_stream,
+                description="Copies relayed to external subscribers, pseudonymised per subscriber (derived data).",
+                subjects=[f"{self.namespace}.feed.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                duplicate_window=DUPLICATE_WINDOW_SECONDS,
+                discard=DiscardPolicy.OLD,
+                max_age=FEED_MAX_AGE_SECONDS,
+                deny_delete=True,
+                deny_purge=False,  # a revoked subscriber's feed is purged
             ),
         ]

@@ -19,6 +19,8 @@ from .contacts import MongoContactBook
 from .delivery import Deliverer
 from .directory import DirectoryService
 from .domain import ContactKeys, DeliveryRecord
+from .feeds.commands import register_feed_commands
+from .feeds.supervisor import Feeds, FeedSettings
 from .handlers import CONTACT_EVENTS, ContactProjection, Notifier
 from .resident_export import export_handler
 from .routing import NOTIFYING_EVENTS, Router
@@ -53,6 +55,16 @@ def _close_at_shutdown(channel: Channel) -> Callable[[], Awaitable[None]]:
     return wait_then_close
 
 
+def feed_settings(settings: NotificationSettings) -> FeedSettings:
+    return FeedSettings(
+        subscribers_file=settings.subscribers_file, secrets_file=settings.subscriber_secrets_file,
+        batch=settings.feed_batch, webhook_batch=settings.feed_webhook_batch, ack_wait=settings.feed_ack_wait_seconds,
+        webhook_timeout=settings.feed_webhook_timeout_seconds,
+        webhook_backoff_initial=settings.feed_webhook_backoff_initial_seconds,
+        webhook_backoff_max=settings.feed_webhook_backoff_max_seconds,
+        webhook_give_up_after=settings.feed_webhook_give_up_seconds)
+
+
 async def configure(runtime: ServiceRuntime) -> None:
     settings = cast(NotificationSettings, runtime.settings)
     if settings.notify_hash_secret is None:
@@ -84,9 +96,14 @@ async def configure(runtime: ServiceRuntime) -> None:
     directory = DirectoryService(store, keys)
     register_commands(runtime.broker, runtime.topology, directory)
     serve_export(runtime.broker, runtime.topology, service="notification", handler=export_handler(store, book, keys))
+    feeds = Feeds(runtime.broker.config.connection_state.stream, runtime.db, runtime.topology, runtime.dead_letters,
+                  feed_settings(settings), settings.hash_secret())
+    await feeds.create_indexes()
+    register_feed_commands(runtime.broker, runtime.topology, feeds)
     runtime.state.update(store=store, contacts=book, directory=directory, channel=channel, deliverer=deliverer,
-                         keys=keys)
+                         keys=keys, feeds=feeds)
     runtime.add_background(_close_at_shutdown(channel))
+    runtime.add_background(feeds.run)
     log.info("notification_configured", channel=channel.kind.value)
 
 

@@ -50,6 +50,18 @@ class NotificationSettings(ServiceSettings):
         default=30.0, gt=0, description="Redelivery delay of a message whose handler died (kept alive while running)"
     )
 
+    # external subscribers' feeds (``feeds``; ``puskesos subscribers`` edits the local stack's files)
+    subscribers_file: Path | None = Field(default=None, description="Declared external subscribers (JSON)")
+    subscriber_secrets_file: Path | None = Field(default=None, description="Their webhook signing secrets (0600)")
+    feed_batch: int = Field(default=500, ge=1, le=5000, description="Events relayed to a NATS feed per batch")
+    feed_webhook_batch: int = Field(default=50, ge=1, le=1000, description="Events per webhook batch (in order)")
+    feed_ack_wait_seconds: float = Field(default=60.0, gt=0)
+    feed_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    feed_webhook_backoff_initial_seconds: float = Field(default=0.5, gt=0)
+    feed_webhook_backoff_max_seconds: float = Field(default=10.0, gt=0)
+    feed_webhook_give_up_seconds: float = Field(
+        default=24 * 3600.0, gt=0, description="An event not accepted by then is dead-lettered and the feed goes on")
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.notify_channel == "webhook" and not self.notify_webhook_url:

@@ -1,15 +1,19 @@
 """NATS request-reply commands of the referral service (``{ns}.commands.referral.{name}.v1``).
 
-Officer commands carry the officer's token in ``token``. ``respond_referral`` is for the target
-systems (hospitals, program desks, the Dinas Sosial): it has no officer token; who may publish on
-it is decided by the NATS account permissions (deploy/), and ``responded_by`` names the answerer.
+Officer commands carry the officer's token in ``token``. A referral target (a hospital, a program
+desk, the Dinas Sosial) answers the referrals issued to it on its own subject,
+``{ns}.commands.referral.respond_referral.v1.{CODE}`` (``puskesos_shared.subscribers.respond_subject``): the
+NATS permissions let its user publish only its own code's subject, the service answers only referrals whose
+target is that code (any other is ``referral_not_found``) and records the answer as the target's (actor
+``external``, id the code). The unscoped ``respond_referral.v1`` is for operators (the admin and operator
+users), who record an answer given another way; it trusts ``responded_by``, so no target is given it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from puskesos_shared.commands import subscribe_command
+from puskesos_shared.commands import subscribe_command, subscribe_scoped_command
 from puskesos_shared.service import ServiceRuntime
 from pydantic import SecretStr
 
@@ -25,6 +29,7 @@ from .requests import (
     ReferCommand,
     RespondRequest,
     SummaryCommand,
+    TargetRespondRequest,
 )
 from .service import ReferralService
 from .views import case_detail
@@ -40,6 +45,9 @@ def register_commands(runtime: ServiceRuntime, service: ReferralService, queries
 
     async def respond_referral(req: RespondRequest) -> dict[str, Any]:
         return await service.respond(req)
+
+    async def respond_as_target(req: TargetRespondRequest, target: str) -> dict[str, Any]:
+        return await service.respond(req.as_response(target), target=target)
 
     async def close_case(req: CloseCommand) -> dict[str, Any]:
         return await service.close(officer_from_token(req.token, secret), req.case_id, req)
@@ -67,5 +75,9 @@ def register_commands(runtime: ServiceRuntime, service: ReferralService, queries
         ("case_summary", SummaryCommand, case_summary), ("publish_rule_set", PublishRuleSetCommand, publish_rule_set),
         ("get_rule_set", GetRuleSetCommand, get_rule_set),
     ]
-    return [subscribe_command(runtime.broker, runtime.topology, service="referral", name=name, request=model,
-                              handler=handler) for name, model, handler in handlers]
+    subjects = [subscribe_command(runtime.broker, runtime.topology, service="referral", name=name, request=model,
+                                  handler=handler) for name, model, handler in handlers]
+    subjects.append(subscribe_scoped_command(runtime.broker, runtime.topology, service="referral",
+                                             name="respond_referral", request=TargetRespondRequest,
+                                             handler=respond_as_target, parameter="target"))
+    return subjects

@@ -44,7 +44,8 @@ class ReferRequest(BaseModel):
 
 
 class RespondRequest(BaseModel):
-    """A target system's answer to a referral (``respond_referral``), by referral id or number."""
+    """An answer to a referral (``respond_referral``), by referral id or number, recorded by an operator
+    (or an officer over HTTP). A target system answers on its own subject instead (``TargetRespondRequest``)."""
 
     model_config = _STRICT
     referral_id: uuid.UUID | None = None
@@ -58,6 +59,31 @@ class RespondRequest(BaseModel):
         if (self.referral_id is None) == (self.referral_number is None):
             raise ValueError("give exactly one of referral_id and referral_number")
         return self
+
+
+class TargetRespondRequest(BaseModel):
+    """A referral target's own answer (``respond_referral.v1.{target}``): the subject's last token is the
+    target code, which the NATS permissions tie to the target's user; only a referral issued to that
+    target can be answered, and the answer is recorded as the target's (actor ``external``, id the code)."""
+
+    model_config = _STRICT
+    referral_id: uuid.UUID | None = None
+    referral_number: str | None = Field(default=None, min_length=1, max_length=50)
+    outcome: ReferralOutcome
+    note: str = Field(default="", max_length=2000)
+    responded_by: str | None = Field(default=None, min_length=1, max_length=100,
+                                     description="Who at the target answered (for people); the target code "
+                                                 "when omitted")
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> Self:
+        if (self.referral_id is None) == (self.referral_number is None):
+            raise ValueError("give exactly one of referral_id and referral_number")
+        return self
+
+    def as_response(self, target: str) -> RespondRequest:
+        return RespondRequest(referral_id=self.referral_id, referral_number=self.referral_number,
+                              outcome=self.outcome, note=self.note, responded_by=self.responded_by or target)
 
 
 class CloseRequest(BaseModel):

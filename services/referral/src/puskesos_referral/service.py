@@ -232,22 +232,35 @@ class ReferralService:
         return {"duplicate": duplicate, "referral": referral.model_dump(mode="json"),
                 "case": case_detail(case, self.clock())}
 
-    async def respond(self, req: RespondRequest, *, officer: Officer | None = None) -> dict[str, Any]:
-        """A target's answer (over NATS: the target system; over HTTP: an officer recording it)."""
+    async def respond(self, req: RespondRequest, *, officer: Officer | None = None,
+                      target: str | None = None) -> dict[str, Any]:
+        """A referral's answer: over HTTP an officer recording it; over NATS an operator (unscoped subject)
+        or the target system itself (``target``: the code from its own subject). A target may answer only
+        the referrals issued to it; any other is ``referral_not_found``, exactly as one that does not exist."""
         if officer is not None:
             authz.require_role(officer, authz.RECORD_RESPONSE)
         owner = await self.store.referral_owner(referral_id=req.referral_id, number=req.referral_number)
         if owner is None:
             raise CommandError("referral_not_found", "no such referral", status=404)
         referral_id, case_id = owner
-        actor = officer.actor() if officer else Actor(kind=ActorKind.EXTERNAL, id=req.responded_by)
+        if officer is not None:
+            actor = officer.actor()
+        else:
+            actor = Actor(kind=ActorKind.EXTERNAL, id=target or req.responded_by)
         causation = str(stable_id("referral_response", referral_id, req.outcome.value))
 
         async def decide(case: Case) -> Decision:
             return resolve_referral(case, referral_id=referral_id, outcome=req.outcome, note=req.note,
                                     responded_by=req.responded_by, actor=actor, causation=causation, now=self.clock())
 
-        check = self._in_scope(officer) if officer else (lambda case: None)
+        def check(case: Case) -> None:
+            if officer is not None:
+                self._in_scope(officer)(case)
+            elif target is not None:  # the target's own subject: its referrals only, others are not found
+                referral = case.referral(referral_id)
+                if referral is None or referral.target.code != target:
+                    raise CommandError("referral_not_found", "no such referral", status=404)
+
         case, duplicate = await self._mutate(case_id, None, decide, check)
         referral = case.referral(referral_id)
         if referral is None:  # reserved but never issued (a refused or abandoned command)

