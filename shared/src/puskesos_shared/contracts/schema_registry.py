@@ -9,7 +9,9 @@ Everything lands under ``shared/schemas/`` of the repository::
     feeds/{level}/{EventType}.v{N}.json  JSON Schema of the copy relayed to an external subscriber whose
                                      account says --pii {level} (pseudonymous, none): ``pseudonymous.derived_schema``
     asyncapi.json                    AsyncAPI 3.0: events (a send per producer), commands (a receive with
-                                     a reply per command), the dead-letter subjects, servers, security
+                                     a reply per command), the dead-letter subjects, what an external
+                                     subscriber receives (a feed channel per event with a message per
+                                     personal-data level, the signed CloudEvents webhook), servers, security
     asyncapi.md                      the same document for people
 
 Shared knows no service: the commands come in as ``CommandSpec``s from the composition root
@@ -42,11 +44,13 @@ from pydantic import BaseModel
 from ..auth import ALGORITHM, ISSUER
 from ..messaging import headers as h
 from ..problems import PROBLEMS
+from ..subscribers import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECONDS, sign
 from ..topology import Topology
 from .compat import incompatibilities
 from .envelope import OPEN_ENUM_KEYWORD, Event
 from .examples import EXAMPLES
-from .pseudonymous import FEED_LEVELS, PiiLevel, derived_schema
+from .primitives import PiiMark
+from .pseudonymous import FEED_LEVELS, REDACTED, PiiLevel, Pseudonymiser, derived_schema, feed_schema_id, pii_paths
 from .registry import EVENT_TYPES, event_key, subject_for
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -106,6 +110,26 @@ REPLY_CHANNEL = "commandReplies"
 DEAD_LETTER_CHANNEL = "deadLetters"
 NATS_SECURITY = "natsUserPassword"
 OFFICER_SECURITY = "officerToken"
+SUBSCRIBER_SECURITY = "subscriberUserPassword"
+#: The feed channel of an event version is ``feed.{EventType}.v{N}``; its messages are named by level.
+FEED_CHANNEL_PREFIX = "feed."
+#: The channel extension listing the x-pii paths of a feed channel's event (what each level removes).
+PII_PATHS_EXTENSION = "x-puskesos-pii-paths"
+WEBHOOK_SERVER = "subscriberWebhook"
+WEBHOOK_CHANNEL = "webhookDeliveries"
+WEBHOOK_MESSAGE = "WebhookDelivery"
+WEBHOOK_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+#: The NATS servers every channel but the webhook is on.
+NATS_SERVERS = ("production", "local")
+#: Headers of a relayed copy in a subscriber's feed (``puskesos_notification.feeds.nats_sink.feed_headers``).
+FEED_HEADERS = ("Nats-Msg-Id", "Puskesos-Event-Id", "Puskesos-Source-Seq", "Puskesos-Feed-Generation",
+                "Puskesos-Pii", "Content-Type")
+#: The examples of the feed and webhook messages: a made-up subscriber, pseudonym key and signing secret.
+EXAMPLE_SUBSCRIBER = "rsud-soebandi"
+EXAMPLE_PSEUDONYM_KEY = b"asyncapi-example-pseudonym-key-not-a-real-one"
+EXAMPLE_WEBHOOK_SECRET = b"asyncapi-example-signing-secret"
+EXAMPLE_TIMESTAMP = 1767225600  # 2026-01-01T00:00:00Z
+EXAMPLE_SEQUENCE = 1042
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,12 +343,285 @@ def _dead_letter_headers() -> dict[str, Any]:
     }
 
 
+# external subscribers -------------------------------------------------------------------
+
+
+def _feed_headers(level: PiiLevel, topology: Topology) -> dict[str, Any]:
+    """The headers of a relayed copy in a subscriber's feed (``nats_sink.feed_headers``)."""
+    return {
+        "type": "object",
+        "required": list(FEED_HEADERS),
+        "properties": {
+            "Nats-Msg-Id": {
+                "type": "string",
+                "description": "<subscriber>:<feed generation>:<source sequence>: a copy the relay publishes twice "
+                               "(after a crash) is stored once; a replay (a new generation) stores the events again",
+            },
+            "Puskesos-Event-Id": {
+                "type": "string", "format": "uuid",
+                "description": "The event's event_id, the same in every generation and every repeat: recognise a "
+                               "repeat by it",
+            },
+            "Puskesos-Source-Seq": {
+                "type": "string", "pattern": "^[1-9][0-9]*$",
+                "description": f"The original's sequence in the {topology.events_stream} stream (decimal); "
+                               "ascending within a feed generation",
+            },
+            "Puskesos-Feed-Generation": {
+                "type": "string", "pattern": "^[1-9][0-9]*$",
+                "description": "The feed's generation (decimal): 1, then one more after each replay of the feed "
+                               "(the notification service's feed_replay command)",
+            },
+            "Puskesos-Pii": {
+                "type": "string", "const": level.value,
+                "description": "The account's personal-data level this copy was made for (full, pseudonymous, none)",
+            },
+            "Content-Type": {"type": "string", "const": "application/json"},
+        },
+    }
+
+
+def _feed_example(model: type[Event], level: PiiLevel) -> dict[str, Any]:
+    """The example of the event as relayed at ``level`` (pseudonyms made with a documentation key)."""
+    example = event_example(model)
+    if level is PiiLevel.FULL:
+        return example
+    relayed = Pseudonymiser(EXAMPLE_PSEUDONYM_KEY, level).transform(render(example).encode())
+    if relayed is None:  # pragma: no cover - every example matches its schema (test_contract_registry)
+        raise ValueError(f"the example of {file_name(model)} cannot be relayed at {level.value}")
+    out: dict[str, Any] = json.loads(relayed)
+    return out
+
+
+def _pii_effect(mark: str, level: PiiLevel) -> str:
+    """What a feed at ``level`` does with a value marked ``mark``."""
+    if mark == PiiMark.PSEUDONYM.value or level is PiiLevel.FULL:
+        return "kept"
+    if mark == PiiMark.IDENTIFIER.value and level is PiiLevel.PSEUDONYMOUS:
+        return "pseudonymised"
+    return "removed"
+
+
+_LEVEL_SUMMARY = {
+    PiiLevel.FULL: "the stored event, unchanged",
+    PiiLevel.PSEUDONYMOUS: "every identifier (x-pii identifier: NIK, KK number, phone number, ...) replaced by a "
+                           "keyed pseudonym of this subscriber; personal data (x-pii personal) removed",
+    PiiLevel.NONE: "identifiers and personal data removed",
+}
+ALL_LEVELS = (PiiLevel.FULL, *FEED_LEVELS)
+
+
+def _feed_parts(model: type[Event], topology: Topology) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The feed channel of one event version, its subscribers' receive operation and its messages (by level)."""
+    event_type, schema_version = event_key(model)
+    key = f"{event_type}.v{schema_version}"
+    channel_id = f"{FEED_CHANNEL_PREFIX}{key}"
+    tail = subject_for(model, topology).removeprefix(f"{topology.namespace}.events.")
+    messages: dict[str, Any] = {}
+    for level in ALL_LEVELS:
+        ref = f"./events/{file_name(model)}" if level is PiiLevel.FULL else f"./feeds/{level.value}/{file_name(model)}"
+        example = _feed_example(model, level)
+        headers = {"Nats-Msg-Id": f"{EXAMPLE_SUBSCRIBER}:1:{EXAMPLE_SEQUENCE}", "Puskesos-Event-Id": example["event_id"],
+                   "Puskesos-Source-Seq": str(EXAMPLE_SEQUENCE), "Puskesos-Feed-Generation": "1",
+                   "Puskesos-Pii": level.value, "Content-Type": "application/json"}
+        messages[f"{channel_id}.{level.value}"] = {
+            "name": f"{event_type}.{level.value}",
+            "title": f"{event_type} v{schema_version}, {level.value} copy",
+            "summary": f"{event_type} v{schema_version} for an account with --pii {level.value}: "
+                       f"{_LEVEL_SUMMARY[level]}.",
+            "contentType": "application/json",
+            "headers": _feed_headers(level, topology),
+            "payload": _payload(ref),
+            "examples": [{"name": f"{event_type}-{level.value}-example", "headers": headers, "payload": example}],
+            "tags": [{"name": "subscriber"}, {"name": model.PRODUCER}],
+        }
+    paths = [{"path": p.path, "mark": p.mark.value, **({"kind": p.kind} if p.kind else {})} for p in pii_paths(model)]
+    channel = {
+        "address": f"{topology.namespace}.feed.{{subscriber}}.{tail}",
+        "title": f"{event_type} v{schema_version}, an external subscriber's feed",
+        "description": (
+            f"Copies of {event_type} v{schema_version} relayed by the notification service to one external "
+            f"subscriber granted them, in the {topology.feeds_stream} stream (the subscriber's subjects "
+            f"{topology.namespace}.feed.{{subscriber}}.>). Each copy is made for the account's personal-data level "
+            "(--pii, UU No. 27/2022), which the Puskesos-Pii header names: full is the stored event (the event's own "
+            f"schema), pseudonymous and none follow feeds/{{level}}/{file_name(model)} (the {PII_PATHS_EXTENSION} "
+            "extension lists the marked fields). Copies come in the order of the events stream, at least once: "
+            "recognise a repeat by event_id (the Puskesos-Event-Id header)."
+        ),
+        "parameters": {"subscriber": {
+            "description": "The subscriber's name: its NATS user and its durable consumer (2-40 lower-case "
+                           "letters, digits and '-')",
+            "examples": [EXAMPLE_SUBSCRIBER],
+        }},
+        "messages": {level.value: {"$ref": f"#/components/messages/{channel_id}.{level.value}"}
+                     for level in ALL_LEVELS},
+        PII_PATHS_EXTENSION: paths,
+    }
+    operation = {
+        "action": "receive",
+        "title": f"An external subscriber reads {event_type} v{schema_version}",
+        "summary": f"Through its one durable consumer on {topology.feeds_stream}, named as the subscriber.",
+        "channel": {"$ref": f"#/channels/{channel_id}"},
+        "messages": [{"$ref": f"#/channels/{channel_id}/messages/{level.value}"} for level in ALL_LEVELS],
+        "security": [{"$ref": f"#/components/securitySchemes/{SUBSCRIBER_SECURITY}"}],
+        "tags": [{"name": "subscriber"}],
+    }
+    return {channel_id: channel}, {f"subscribers.receive.{channel_id}": operation}, messages
+
+
+def _subscriber_security(topology: Topology) -> dict[str, Any]:
+    return {
+        "type": "userPassword",
+        "description": (
+            "An external subscriber that reads a NATS feed logs in with a NATS user of its own, named as the "
+            "subscriber, and a password (both given to its operator with `puskesos subscribers add`). It may "
+            f"create, inspect, read from and delete exactly one durable pull consumer on the {topology.feeds_stream} "
+            "stream, named as the subscriber, whose filter lies inside its own feed "
+            f"({topology.namespace}.feed.<name>.>), and acknowledge what it read. Replies (pull fetches) come on "
+            "its private inbox prefix _INBOX_<name> (set the client's inbox prefix to it; the default _INBOX is "
+            "refused). It publishes nothing else: no event, no command; a referral target may in addition answer "
+            f"the referrals issued to it on {topology.command_subject('referral', 'respond_referral')}.<target>."
+        ),
+    }
+
+
+def _cloud_event_schema() -> dict[str, Any]:
+    levels = "|".join(level.value for level in ALL_LEVELS)
+    return {
+        "type": "object",
+        "title": "PuskesosCloudEvent",
+        "description": "A CloudEvents 1.0 event in structured mode (JSON): the attributes and the event in data.",
+        "additionalProperties": False,
+        "required": ["specversion", "id", "source", "type", "time", "datacontenttype", "dataschema",
+                     "puskesossequence", "data"],
+        "properties": {
+            "specversion": {"type": "string", "const": "1.0"},
+            "id": {"type": "string", "description": "The event's event_id: the same in every repeat (a retry, a "
+                                                    "replay, a redrive); a receiver that has seen it ignores it"},
+            "source": {"type": "string", "pattern": "^urn:puskesos:[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$",
+                       "description": "urn:puskesos:<namespace>:<producing service>"},
+            "type": {"type": "string", "pattern": "^id\\.puskesos\\.[a-z][a-z0-9_]*\\.[a-z][a-z0-9_]*\\.v[0-9]+$",
+                     "description": "id.puskesos.<producer>.<event>.v<n>: the event's subject without the "
+                                    "namespace (intake.complaint_filed.v1 is id.puskesos.intake.complaint_filed.v1)"},
+            "time": {"type": "string", "format": "date-time", "description": "When it happened (occurred_at)"},
+            "datacontenttype": {"type": "string", "const": "application/json"},
+            "dataschema": {
+                "type": "string", "pattern": f"^urn:puskesos:schema:feeds:({levels}):[A-Za-z0-9]+\\.v[0-9]+$",
+                "description": "urn:puskesos:schema:feeds:<level>:<EventType>.v<n>: the $id of "
+                               "feeds/<level>/<EventType>.v<n>.json (pseudonymous, none); for full, the event's own "
+                               "schema events/<EventType>.v<n>.json",
+            },
+            "puskesossequence": {"type": "integer", "minimum": 1,
+                                 "description": "The event's sequence in the events stream: ascending, with gaps "
+                                                "(events the subscriber is not granted)"},
+            "data": {"type": "object",
+                     "description": "The event as made safe for the account (the same JSON a NATS feed carries)"},
+        },
+    }
+
+
+def _webhook_parts(models: Sequence[type[Event]], topology: Topology) -> tuple[dict[str, Any], dict[str, Any],
+                                                                                    dict[str, Any], dict[str, Any]]:
+    """The webhook server, channel, operation and message: the notification service POSTs CloudEvents."""
+    model = next((m for m in models if event_key(m)[0] == "ComplaintFiled"), models[0])
+    event_type, schema_version = event_key(model)
+    level = PiiLevel.PSEUDONYMOUS
+    data = _feed_example(model, level)
+    payload = {
+        "specversion": "1.0", "id": data["event_id"], "source": f"urn:puskesos:{topology.namespace}:{model.PRODUCER}",
+        "type": f"id.puskesos.{subject_for(model, topology).removeprefix(f'{topology.namespace}.events.')}",
+        "time": data["occurred_at"], "datacontenttype": "application/json",
+        "dataschema": feed_schema_id(model, level), "puskesossequence": EXAMPLE_SEQUENCE, "data": data,
+    }
+    signature = sign(EXAMPLE_WEBHOOK_SECRET, _compact(payload), EXAMPLE_TIMESTAMP)
+    server = {
+        "host": "{webhookHost}",
+        "pathname": "{webhookPath}",
+        "protocol": "https",
+        "title": "A webhook subscriber's endpoint",
+        "description": (
+            "The HTTPS URL a webhook subscriber registered (`puskesos subscribers add --webhook-url`); the "
+            "notification service is the client. Plain http only to localhost."
+        ),
+        "variables": {
+            "webhookHost": {"description": "The subscriber's host (and port)", "default": "subscriber.example.invalid"},
+            "webhookPath": {"description": "The path of its URL", "default": "/puskesos/events"},
+        },
+    }
+    channel = {
+        "address": None,
+        "title": "Webhook deliveries",
+        "description": (
+            "A webhook subscriber receives each event its account grants as one HTTP POST of a CloudEvents 1.0 "
+            f"document in structured mode (Content-Type: {WEBHOOK_CONTENT_TYPE}), with data the event made safe "
+            "for its --pii level (full, pseudonymous, none: the same copy a NATS feed carries). Signed: the "
+            f"{SIGNATURE_HEADER} header is t=<unix seconds>,v1=<hex HMAC-SHA256(signing secret, '<t>.' + body)>; "
+            "the receiver computes the HMAC over the raw body bytes as received (never re-serialised), compares it "
+            f"in constant time and refuses a t more than {SIGNATURE_TOLERANCE_SECONDS} seconds from its clock (a "
+            "captured request cannot be replayed). In order: the next event is sent only once the previous one "
+            "was answered 2xx. At least once: a timeout, a connection error, 408, 425, 429 or 5xx is retried with "
+            "exponential backoff for up to 24 hours (each try newly signed); any other 4xx, or running out of "
+            "time, dead-letters the event and the feed goes on (an operator may redrive it later). A repeat has "
+            "the same id (the event_id): answer it 2xx and ignore it."
+        ),
+        "messages": {WEBHOOK_MESSAGE: {"$ref": f"#/components/messages/{WEBHOOK_MESSAGE}"}},
+        "servers": [{"$ref": f"#/servers/{WEBHOOK_SERVER}"}],
+    }
+    message = {
+        "name": WEBHOOK_MESSAGE,
+        "title": "Webhook delivery (CloudEvents 1.0, structured)",
+        "summary": "One event, made safe for the subscriber's account, as a signed CloudEvents JSON document.",
+        "contentType": WEBHOOK_CONTENT_TYPE,
+        "headers": {
+            "type": "object",
+            "required": [SIGNATURE_HEADER, "Content-Type"],
+            "properties": {
+                SIGNATURE_HEADER: {
+                    "type": "string", "pattern": "^t=[0-9]+,v1=[0-9a-f]{64}$",
+                    "description": "t=<unix seconds>,v1=<hex HMAC-SHA256(the subscriber's signing secret, "
+                                   "'<t>.' + the raw body)>; refuse it when it does not match or t is more than "
+                                   f"{SIGNATURE_TOLERANCE_SECONDS} seconds away",
+                },
+                "Content-Type": {"type": "string", "const": WEBHOOK_CONTENT_TYPE},
+            },
+        },
+        "payload": _cloud_event_schema(),
+        "examples": [{
+            "name": f"{event_type}-{level.value}-webhook-example",
+            "summary": f"{event_type} v{schema_version} for a pseudonymous account; the signature is over the "
+                       "compact JSON of this payload with sorted keys, with the example secret "
+                       f"{EXAMPLE_WEBHOOK_SECRET.decode()!r} at t={EXAMPLE_TIMESTAMP}",
+            "headers": {SIGNATURE_HEADER: signature, "Content-Type": WEBHOOK_CONTENT_TYPE},
+            "payload": payload,
+        }],
+        "tags": [{"name": "subscriber"}, {"name": "webhook"}],
+    }
+    operation = {
+        "action": "send",
+        "title": "The notification service POSTs an event to a webhook subscriber",
+        "channel": {"$ref": f"#/channels/{WEBHOOK_CHANNEL}"},
+        "messages": [{"$ref": f"#/channels/{WEBHOOK_CHANNEL}/messages/{WEBHOOK_MESSAGE}"}],
+        "bindings": {"http": {"method": "POST", "bindingVersion": "0.3.0"}},
+        "tags": [{"name": "subscriber"}, {"name": "webhook"}],
+    }
+    return ({WEBHOOK_SERVER: server}, {WEBHOOK_CHANNEL: channel}, {"notification.post.webhookDelivery": operation},
+            {WEBHOOK_MESSAGE: message})
+
+
+def _compact(document: Any) -> bytes:
+    """Compact JSON with sorted keys (the example webhook body the example signature is over)."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
 def asyncapi_document(
     models: Iterable[type[Event]] = EVENT_TYPES, topology: Topology = PRODUCTION,
     commands: Sequence[CommandSpec] = (),
 ) -> dict[str, Any]:
     """AsyncAPI 3.0: a channel per event subject (``send`` per producer) and per command subject
-    (``receive`` with a reply by the owning service), the dead-letter subjects, servers and security."""
+    (``receive`` with a reply by the owning service), the dead-letter subjects, what an external subscriber
+    receives (a feed channel per event version with a ``subscriber`` parameter and a message per personal-data
+    level, read by a subscriber's ``receive``; the webhook as an https server), servers and security."""
+    models = list(models)
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -446,7 +743,21 @@ def asyncapi_document(
         "channel": {"$ref": f"#/channels/{DEAD_LETTER_CHANNEL}"},
         "messages": [{"$ref": f"#/channels/{DEAD_LETTER_CHANNEL}/messages/DeadLetter"}],
     }
+    for model in models:
+        feed_channel, feed_operation, feed_messages = _feed_parts(model, topology)
+        channels |= feed_channel
+        operations |= feed_operation
+        messages |= feed_messages
+    for channel in channels.values():
+        channel["servers"] = [{"$ref": f"#/servers/{name}"} for name in NATS_SERVERS]
+    webhook_server: dict[str, Any] = {}
+    if models:
+        webhook_server, webhook_channel, webhook_operation, webhook_message = _webhook_parts(models, topology)
+        channels |= webhook_channel
+        operations |= webhook_operation
+        messages |= webhook_message
     security_schemes = {
+        SUBSCRIBER_SECURITY: _subscriber_security(topology),
         NATS_SECURITY: {
             "type": "userPassword",
             "description": (
@@ -485,8 +796,26 @@ def asyncapi_document(
                 "consumer ignores properties it does not know and accepts unknown values of enums marked "
                 f"{OPEN_ENUM_KEYWORD}. Addresses are those of the production namespace {topology.namespace!r} "
                 "(the server's namespace variable): another namespace replaces the first token. "
+                "External subscribers (a hospital, the Dinas Sosial, a bank) never read the events stream: the "
+                "notification service relays each event their account grants, made safe for its personal-data "
+                f"level (--pii full, pseudonymous or none), into their own feed in {topology.feeds_stream} (the feed "
+                "channels, one per event version with a subscriber parameter) or POSTs it to their webhook as a "
+                f"signed CloudEvents 1.0 document (the {WEBHOOK_CHANNEL} channel). "
                 "Generated by `puskesos contracts generate`."
             ),
+            "tags": [
+                {"name": "subscriber", "description": (
+                    "What an external subscriber receives: its feed (NATS, user/password, one durable consumer "
+                    "named as itself, inbox prefix _INBOX_<name>) or its webhook (CloudEvents 1.0 structured JSON, "
+                    f"signed with {SIGNATURE_HEADER}); in order, at least once, a repeat recognisable by the "
+                    "event id; identifiers pseudonymised or removed and personal data removed as its account says."
+                )},
+                {"name": "webhook", "description": (
+                    f"HTTP POST of application/cloudevents+json; verify {SIGNATURE_HEADER} "
+                    "(t=<unix seconds>,v1=<hex HMAC-SHA256(secret, '<t>.' + raw body)>, at most "
+                    f"{SIGNATURE_TOLERANCE_SECONDS} s old); answer 2xx once stored; a repeat has the same id."
+                )},
+            ],
         },
         "defaultContentType": "application/json",
         "servers": {
@@ -518,6 +847,7 @@ def asyncapi_document(
                 "protocol": "nats",
                 "description": f"NATS with JetStream; events land in the {topology.events_stream} stream.",
             },
+            **webhook_server,
         },
         "channels": channels,
         "operations": operations,
