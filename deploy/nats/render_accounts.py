@@ -45,6 +45,11 @@ def operator_user() -> NatsUser:
         "$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.API.STREAM.INFO.*",
         "$JS.API.CONSUMER.NAMES.*", "$JS.API.CONSUMER.LIST.*", "$JS.API.CONSUMER.INFO.*.*",
         f"$JS.API.STREAM.MSG.GET.{TOPOLOGY.dead_letter_stream}", f"$JS.API.STREAM.MSG.GET.{EVENTS}",
+        # ``puskesos dlq``: list through a headers-only ephemeral consumer; a re-driven dead letter is removed
+        f"$JS.API.CONSUMER.CREATE.{TOPOLOGY.dead_letter_stream}.>",
+        f"$JS.API.CONSUMER.DELETE.{TOPOLOGY.dead_letter_stream}.*",
+        f"$JS.API.CONSUMER.MSG.NEXT.{TOPOLOGY.dead_letter_stream}.*",
+        f"$JS.API.STREAM.MSG.DELETE.{TOPOLOGY.dead_letter_stream}",
     )
     return NatsUser("operator", "", publish, ("_INBOX.>",), allow_responses=False)
 

@@ -102,3 +102,45 @@ async def test_operator_drives_a_round_with_the_operator_user(server: AuthServer
         status = await asyncio.to_thread(cli, "round", "status", "deploy-test-round", "--json", "--operator", "ops-1")
         assert status.returncode == 0, status.stderr + status.stdout
     assert violations(server)[len(before):] == []
+
+
+async def test_operator_lists_dead_letters_with_the_operator_user(server: AuthServer, tmp_path: Any) -> None:
+    """``puskesos dlq list`` as the operator NATS user reads a service's dead letter without a violation."""
+    import datetime as dt
+    import json
+
+    import nats
+    from puskesos_shared.contracts.examples import example
+    from puskesos_shared.messaging import encode_event, event_headers
+    from puskesos_shared.messaging.dead_letter import dead_letter_headers
+    from puskesos_shared.topology import Topology
+
+    from puskesos_shared.messaging.streams import ensure_streams
+
+    topology, event = Topology(), example("HouseholdRegistered")
+    admin = await nats.connect(server.url, user="admin", password=server.password("admin"))
+    try:
+        await ensure_streams(admin.jetstream(), topology)
+    finally:
+        await admin.close()
+    nc = await nats.connect(server.url, user="referral", password=server.password("referral"))
+    try:
+        headers = dead_letter_headers(
+            original_headers=event_headers(event), original_subject="puskesos.events.intake.household_registered.v1",
+            original_stream=topology.events_stream, original_sequence=7, consumer="referral_intake", deliveries=8,
+            reason="gave up after 8 attempts", failed_at=dt.datetime.now(dt.UTC))
+        ack = await nc.jetstream().publish(topology.dead_letter_subject("referral", "referral_intake"),
+                                           encode_event(event), headers=headers)
+    finally:
+        await nc.close()
+    env = {**os.environ, "PUSKESOS_NATS_URL": server.url, "PUSKESOS_NATS_USER": "operator",
+           "PUSKESOS_NATS_PASSWORD": server.password("operator"), "PUSKESOS_NAMESPACE": "puskesos",
+           "PUSKESOS_STACK_DIR": str(tmp_path), "COLUMNS": "200"}
+    before = violations(server)
+    listed = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "puskesos_cli.main", "dlq", "list", "--json"], env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, check=False)
+    assert listed.returncode == 0, listed.stderr + listed.stdout
+    rows = [json.loads(line) for line in listed.stdout.splitlines() if line.startswith("{")]
+    assert ack.seq in [row["sequence"] for row in rows]
+    assert violations(server)[len(before):] == []

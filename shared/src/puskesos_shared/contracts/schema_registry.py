@@ -45,7 +45,7 @@ from ..auth import ALGORITHM, ISSUER
 from ..messaging import headers as h
 from ..problems import PROBLEMS
 from ..subscribers import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECONDS, sign
-from ..topology import Topology
+from ..topology import FEED_MAX_AGE_SECONDS, Topology
 from .compat import incompatibilities
 from .envelope import OPEN_ENUM_KEYWORD, Event
 from .examples import EXAMPLES
@@ -376,7 +376,8 @@ def _feed_headers(level: PiiLevel, topology: Topology) -> dict[str, Any]:
                 "type": "string", "const": level.value,
                 "description": "The account's personal-data level this copy was made for (full, pseudonymous, none)",
             },
-            "Content-Type": {"type": "string", "const": "application/json"},
+            "Content-Type": {"type": "string", "const": "application/json", "description": "The body is the "
+                             "event's JSON (UTF-8)"},
         },
     }
 
@@ -421,9 +422,9 @@ def _feed_parts(model: type[Event], topology: Topology) -> tuple[dict[str, Any],
     for level in ALL_LEVELS:
         ref = f"./events/{file_name(model)}" if level is PiiLevel.FULL else f"./feeds/{level.value}/{file_name(model)}"
         example = _feed_example(model, level)
-        headers = {"Nats-Msg-Id": f"{EXAMPLE_SUBSCRIBER}:1:{EXAMPLE_SEQUENCE}", "Puskesos-Event-Id": example["event_id"],
-                   "Puskesos-Source-Seq": str(EXAMPLE_SEQUENCE), "Puskesos-Feed-Generation": "1",
-                   "Puskesos-Pii": level.value, "Content-Type": "application/json"}
+        headers = {"Nats-Msg-Id": f"{EXAMPLE_SUBSCRIBER}:1:{EXAMPLE_SEQUENCE}",
+                   "Puskesos-Event-Id": example["event_id"], "Puskesos-Source-Seq": str(EXAMPLE_SEQUENCE),
+                   "Puskesos-Feed-Generation": "1", "Puskesos-Pii": level.value, "Content-Type": "application/json"}
         messages[f"{channel_id}.{level.value}"] = {
             "name": f"{event_type}.{level.value}",
             "title": f"{event_type} v{schema_version}, {level.value} copy",
@@ -582,7 +583,8 @@ def _webhook_parts(models: Sequence[type[Event]], topology: Topology) -> tuple[d
                                    "'<t>.' + the raw body)>; refuse it when it does not match or t is more than "
                                    f"{SIGNATURE_TOLERANCE_SECONDS} seconds away",
                 },
-                "Content-Type": {"type": "string", "const": WEBHOOK_CONTENT_TYPE},
+                "Content-Type": {"type": "string", "const": WEBHOOK_CONTENT_TYPE,
+                                 "description": f"{WEBHOOK_CONTENT_TYPE} (CloudEvents structured mode)"},
             },
         },
         "payload": _cloud_event_schema(),
@@ -905,8 +907,12 @@ def asyncapi_markdown(document: dict[str, Any]) -> str:
     by_channel: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for op_id, op in document["operations"].items():
         by_channel.setdefault(op["channel"]["$ref"].rsplit("/", 1)[-1], []).append((op_id, op))
-    lines += ["", "## Channels", ""]
+    lines += ["", "## Channels", "",
+              "The feed channels and the webhook, what an external subscriber receives, are described in "
+              "[For external subscribers](#for-external-subscribers) below.", ""]
     for key, channel in sorted(document["channels"].items(), key=lambda kv: (kv[1]["address"] or "", kv[0])):
+        if _for_subscribers(key):
+            continue
         address = channel["address"]
         lines += [f"### {channel.get('title', key)}", "",
                   f"- address: `{address}`" if address else "- address: the requester's reply subject (dynamic)",
@@ -938,7 +944,106 @@ def asyncapi_markdown(document: dict[str, Any]) -> str:
                 security = ", ".join(r["$ref"].rsplit("/", 1)[-1] for r in op.get("security", [])) or "-"
                 lines.append(f"| `{op_id}` | {op['action']} | {_md(op.get('title', ''))} | {reply} | {security} |")
         lines.append("")
+    lines += _subscriber_markdown(document)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _for_subscribers(channel_id: str) -> bool:
+    return channel_id.startswith(FEED_CHANNEL_PREFIX) or channel_id == WEBHOOK_CHANNEL
+
+
+def _subscriber_markdown(document: dict[str, Any]) -> list[str]:
+    """The section "For external subscribers": feed subjects, levels and what each removes, the webhook."""
+    feeds = sorted((key, channel) for key, channel in document["channels"].items()
+                   if key.startswith(FEED_CHANNEL_PREFIX))
+    if not feeds:
+        return []
+    security = document["components"]["securitySchemes"][SUBSCRIBER_SECURITY]
+    feed_topology = Topology(namespace=feeds[0][1]["address"].split(".", 1)[0])
+    first = _resolve(document, feeds[0][1]["messages"][PiiLevel.PSEUDONYMOUS.value]["$ref"])
+    lines = [
+        "## For external subscribers", "",
+        "An external subscriber (a hospital, the Dinas Sosial, a bank, the Ministry's reporting) never reads the "
+        "events stream. The notification service relays each event its account grants, made safe for the "
+        "account's personal-data level (`--pii`, UU No. 27/2022), into the subscriber's own feed on NATS or "
+        "POSTs it to the subscriber's webhook. Either way: in the order of the events stream, at least once, a "
+        "repeat recognisable by the event's `event_id`.", "",
+        "### Feed subjects", "",
+        f"A NATS subscriber's copies are in the `{feed_topology.feeds_stream}` stream on "
+        f"`{feed_topology.namespace}.feed.{{subscriber}}.<producer>.<event>.v<n>` (the event's own subject with "
+        f"`{feed_topology.namespace}.events` replaced by `{feed_topology.namespace}.feed.{{subscriber}}`), kept "
+        f"{FEED_MAX_AGE_SECONDS // 86400} days. Each copy is made for the account's level, which the `Puskesos-Pii` "
+        "header names; the three messages of a feed channel are the three levels' copies.", "",
+        f"Connecting ({SUBSCRIBER_SECURITY}): {_md(security['description'])}", "",
+        "| event | feed subject | full | pseudonymous | none | operation |", "|---|---|---|---|---|---|",
+    ]
+    by_channel = {op["channel"]["$ref"].rsplit("/", 1)[-1]: op_id for op_id, op in document["operations"].items()}
+    for key, channel in feeds:
+        links = [_schema_link(_resolve(document, channel["messages"][level.value]["$ref"])) for level in ALL_LEVELS]
+        lines.append(f"| {key.removeprefix(FEED_CHANNEL_PREFIX)} | `{channel['address']}` | {' | '.join(links)} | "
+                     f"`{by_channel.get(key, '-')}` |")
+    lines += ["", "Headers of every copy in a feed (required: " + ", ".join(first["headers"]["required"]) + "):", ""]
+    lines += [f"- `{header}`: {_md(spec.get('description', ''))}"
+              + (f" (`{spec['const']}`)" if "const" in spec and header == "Content-Type" else "")
+              for header, spec in sorted(first["headers"]["properties"].items())]
+    lines += [
+        "", "### The three levels", "",
+        "| level | identifiers (`x-pii: identifier`) | personal data (`x-pii: personal`) | schema |",
+        "|---|---|---|---|",
+        "| `full` | kept | kept | `events/{EventType}.v{N}.json` (the stored event, unchanged) |",
+        "| `pseudonymous` | replaced by a keyed pseudonym `ps-` + 24 base32 characters (per subscriber) | removed "
+        "| `feeds/pseudonymous/{EventType}.v{N}.json` |",
+        "| `none` | removed | removed | `feeds/none/{EventType}.v{N}.json` |",
+        "",
+        "Properties a release does not know are dropped from the pseudonymous and none copies, and a safety net "
+        "replaces any run of 16 or more digits and any Indonesian phone number left in any string (by its "
+        f"pseudonym, or by `{REDACTED}` for none). The marked fields of each event, and what each level does "
+        "with them (`[]` an array item, `*` a map value):", "",
+        "| event | field | x-pii | kind | pseudonymous | none |", "|---|---|---|---|---|---|",
+    ]
+    for key, channel in feeds:
+        event = key.removeprefix(FEED_CHANNEL_PREFIX)
+        paths = channel.get(PII_PATHS_EXTENSION, [])
+        if not paths:
+            lines.append(f"| {event} | (none marked: the three copies are alike) | | | | |")
+        for entry in paths:
+            effects = " | ".join(_pii_effect(entry["mark"], level) for level in FEED_LEVELS)
+            lines.append(f"| {event} | `{entry['path']}` | {entry['mark']} | {entry.get('kind', '')} | {effects} |")
+    webhook = document["channels"].get(WEBHOOK_CHANNEL)
+    if webhook is None:
+        return lines
+    message = _resolve(document, webhook["messages"][WEBHOOK_MESSAGE]["$ref"])
+    example = message["examples"][0]
+    lines += ["", "### Webhook", "", _md(webhook["description"]), "",
+              "| CloudEvents attribute | required | description |", "|---|---|---|"]
+    payload = message["payload"]
+    for name, spec in payload["properties"].items():
+        what = spec.get("description") or (f"`{spec['const']}`" if "const" in spec else "")
+        lines.append(f"| `{name}` | {'yes' if name in payload['required'] else 'no'} | {_md(what)} |")
+    lines += [
+        "", "Headers: " + "; ".join(f"`{header}`: {_md(spec.get('description', spec.get('const', '')))}"
+                                      for header, spec in sorted(message["headers"]["properties"].items())), "",
+        f"Verifying `{SIGNATURE_HEADER}` (as `puskesos_shared.subscribers.verify` does):", "",
+        "```python",
+        "import hashlib, hmac, time",
+        "",
+        "def verify(secret: bytes, body: bytes, header: str) -> bool:  # body: the raw request body",
+        "    fields = dict(part.split(\"=\", 1) for part in header.split(\",\"))",
+        "    t = int(fields[\"t\"])",
+        f"    if abs(time.time() - t) > {SIGNATURE_TOLERANCE_SECONDS}:",
+        "        return False",
+        "    expected = hmac.new(secret, f\"{t}.\".encode() + body, hashlib.sha256).hexdigest()",
+        "    return hmac.compare_digest(expected, fields.get(\"v1\", \"\"))",
+        "```", "",
+        f"Example ({_md(example.get('summary', ''))}):", "",
+        "```http",
+        "POST /puskesos/events HTTP/1.1",
+        *[f"{header}: {value}" for header, value in sorted(example["headers"].items())],
+        "",
+        _compact(example["payload"]).decode(),
+        "```",
+    ]
+    return lines
 
 
 def expected_files(root: Path, commands: Sequence[CommandSpec] = ()) -> dict[Path, str]:
