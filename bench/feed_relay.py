@@ -216,7 +216,7 @@ class Meter:
 
 def progress_bar(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True, refresh_per_second=4)
+                    console=console, transient=True, refresh_per_second=4, disable=not console.is_terminal)
 
 
 async def wait_for_count(count: Callable[[], Awaitable[int]], expected: int, what: str, console: Console, *,
