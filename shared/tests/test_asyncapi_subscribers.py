@@ -120,7 +120,8 @@ def test_feed_examples_match_their_schemas_and_the_relay_headers(asyncapi: dict[
         [example] = message["examples"]
         schema = _load(LAYOUT.base / message["payload"]["schema"]["$ref"])
         validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
-        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(example["payload"])]
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                  for e in validator.iter_errors(example["payload"])]
         assert errors == [], level
         assert list(Draft7Validator(message["headers"]).iter_errors(example["headers"])) == []
         if level is not PiiLevel.FULL:
@@ -179,7 +180,8 @@ def test_webhook_delivery_is_what_the_relay_posts(asyncapi: dict[str, Any]) -> N
     for words in ("CloudEvents 1.0", "structured mode", SIGNATURE_HEADER, "HMAC-SHA256", "At least once",
                   "In order", "same id"):
         assert words in channel["description"]
-    [operation] = [v for v in asyncapi["operations"].values() if v["channel"]["$ref"] == f"#/channels/{WEBHOOK_CHANNEL}"]
+    [operation] = [v for v in asyncapi["operations"].values()
+                   if v["channel"]["$ref"] == f"#/channels/{WEBHOOK_CHANNEL}"]
     assert operation["action"] == "send"
     assert operation["bindings"]["http"]["method"] == "POST"
 

@@ -1017,7 +1017,9 @@ def _subscriber_markdown(document: dict[str, Any]) -> list[str]:
     lines += ["", "### Webhook", "", _md(webhook["description"]), "",
               "| CloudEvents attribute | required | description |", "|---|---|---|"]
     payload = message["payload"]
-    for name, spec in payload["properties"].items():
+    names = [*payload["required"], *sorted(set(payload["properties"]) - set(payload["required"]))]  # spec order
+    for name in names:
+        spec = payload["properties"][name]
         what = spec.get("description") or (f"`{spec['const']}`" if "const" in spec else "")
         lines.append(f"| `{name}` | {'yes' if name in payload['required'] else 'no'} | {_md(what)} |")
     lines += [
