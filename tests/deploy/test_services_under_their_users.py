@@ -9,7 +9,9 @@ up as a start-up failure or as a violation in the server's log; either fails the
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -17,8 +19,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import nats
 import pytest
+from puskesos_shared.contracts.examples import example
+from puskesos_shared.messaging import encode_event, event_headers
+from puskesos_shared.messaging.dead_letter import dead_letter_headers
+from puskesos_shared.messaging.streams import ensure_streams
 from puskesos_shared.testing.app import running_app
+from puskesos_shared.topology import Topology
 
 from tests.deploy.nats_auth import AuthServer, auth_server
 from tests.deploy.support import SERVICES, gen_secrets
@@ -106,17 +114,6 @@ async def test_operator_drives_a_round_with_the_operator_user(server: AuthServer
 
 async def test_operator_lists_dead_letters_with_the_operator_user(server: AuthServer, tmp_path: Any) -> None:
     """``puskesos dlq list`` as the operator NATS user reads a service's dead letter without a violation."""
-    import datetime as dt
-    import json
-
-    import nats
-    from puskesos_shared.contracts.examples import example
-    from puskesos_shared.messaging import encode_event, event_headers
-    from puskesos_shared.messaging.dead_letter import dead_letter_headers
-    from puskesos_shared.topology import Topology
-
-    from puskesos_shared.messaging.streams import ensure_streams
-
     topology, event = Topology(), example("HouseholdRegistered")
     admin = await nats.connect(server.url, user="admin", password=server.password("admin"))
     try:
