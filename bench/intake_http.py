@@ -12,8 +12,8 @@
    or not earlier ones answered; latency counts from the scheduled time), a quarter each:
    complaint filings (``POST /complaints``, a quarter of them with a resident's NIK, all with an
    Idempotency-Key), status reads (``GET /complaints/{case_number}``), household lookups by KK
-   and by NIK (``POST /households/search``, the number in the body) for random households of the
-   registry.
+   and by NIK (``POST /households/search``, the number in the body; answered masked, no reveal, so
+   nothing is written to the access log) for random households of the registry.
 4. The floor, measured in the same run on the same engine and the same machine, at the same rate
    and schedule: (a) ``GET /health/live`` on the same process (the HTTP stack without storage);
    (b) the storage work of each kind done directly by plain PyMongo (a KK lookup is one indexed

@@ -110,9 +110,10 @@ HEALTH = {("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics")
 SERVICES = {
     "intake": Service(
         "intake", (OfficerRole.BACK_OFFICE, OfficerRole.FRONT_OFFICE, OfficerRole.COORDINATOR),
-        frozenset(HEALTH | {("POST", "/households"), ("PUT", "/households/{kk}"), ("GET", "/households/{kk}"),
-                            ("POST", "/households/{kk}/members/{nik}/transfer"), ("POST", "/complaints"),
-                            ("GET", "/complaints"), ("GET", "/complaints/{case_number}")}),
+        frozenset(HEALTH | {("POST", "/households"), ("PUT", "/households"), ("POST", "/households/search"),
+                            ("POST", "/households/transfers"), ("POST", "/households/import"), ("POST", "/complaints"),
+                            ("GET", "/complaints"), ("GET", "/complaints/{case_number}"),
+                            ("POST", "/residents/complaints"), ("POST", "/residents/export")}),
     ),
     "referral": Service(
         "referral", (OfficerRole.ASSESSOR, OfficerRole.COORDINATOR, OfficerRole.OPERATOR),
@@ -657,14 +658,19 @@ async def seed_intake(http: httpx.AsyncClient, stack: Stack) -> Seeded:
     await _ok(http.post("/households", json=household_body(), headers=back), 201)
     await _ok(http.post("/households", json=household_body(OTHER_KK, OTHER_NIKS), headers=back), 201)
     return Seeded(
-        paths={"kk": (SEED_KK, OTHER_KK), "nik": (*SEED_NIKS, *OTHER_NIKS)},
         bodies={"POST /households": (household_body(), household_body(OTHER_KK, OTHER_NIKS)),
-                "PUT /households/{kk}": (household_body(),),
-                "POST /households/{kk}/members/{nik}/transfer": ({"to_kk": OTHER_KK, "relationship": "anak"},
-                                                                 {"to_kk": SEED_KK, "relationship": "lainnya"}),
-                "POST /complaints": (complaint_body(), complaint_body(OTHER_NIKS[0]))},
-        roles={"POST /households": OfficerRole.BACK_OFFICE, "PUT /households/{kk}": OfficerRole.BACK_OFFICE,
-               "POST /households/{kk}/members/{nik}/transfer": OfficerRole.BACK_OFFICE,
+                "PUT /households": (household_body(),),
+                "POST /households/search": ({"kk": SEED_KK}, {"nik": OTHER_NIKS[1]},
+                                            {"nik": SEED_NIKS[0], "reveal": True, "purpose": "verifikasi data"}),
+                "POST /households/transfers": (
+                    {"from_kk": SEED_KK, "nik": SEED_NIKS[1], "to_kk": OTHER_KK, "relationship": "anak"},
+                    {"from_kk": OTHER_KK, "nik": SEED_NIKS[1], "to_kk": SEED_KK, "relationship": "lainnya"}),
+                "POST /complaints": (complaint_body(), complaint_body(OTHER_NIKS[0])),
+                "POST /residents/complaints": ({"nik": SEED_NIKS[0]}, {"nik": OTHER_NIKS[0], "page": 2,
+                                                                       "page_size": 5})},
+        roles={"POST /households": OfficerRole.BACK_OFFICE, "PUT /households": OfficerRole.BACK_OFFICE,
+               "POST /households/transfers": OfficerRole.BACK_OFFICE,
+               "POST /households/search": OfficerRole.FRONT_OFFICE,
                "POST /complaints": OfficerRole.FRONT_OFFICE},
     )
 
@@ -765,6 +771,11 @@ async def valid_intake(http: httpx.AsyncClient) -> None:
     await _ok(http.get(f"/complaints/{case_number}", headers=bearer(OfficerRole.FRONT_OFFICE)), 200)
     await _ok(http.post("/households", json=household_body("3573010502209001", (valid_nik(9001), valid_nik(9002))),
                         headers=bearer(OfficerRole.BACK_OFFICE)), 201)
+    found = await _ok(http.post("/households/search", json={"nik": valid_nik(9002)},
+                                headers=bearer(OfficerRole.FRONT_OFFICE)), 200)
+    assert found.json()["masked"] is True and valid_nik(9002) not in found.text
+    await _ok(http.post("/residents/complaints", json={"nik": valid_nik(9003)},
+                        headers=bearer(OfficerRole.FRONT_OFFICE)), 200)
 
 
 async def valid_referral(http: httpx.AsyncClient) -> None:

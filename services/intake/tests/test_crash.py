@@ -107,16 +107,20 @@ async def test_transfer_interrupted_after_the_first_household_is_finished_at_sta
         await started(proc, PUSKESOS_INTAKE_FAULT="crash_after_transfer_out")
         async with httpx.AsyncClient(base_url=proc.base_url, timeout=30) as http:
             with pytest.raises(httpx.HTTPError):
-                await http.post(f"/households/{source['kk_number']}/members/{child}/transfer",
-                                json={"to_kk": target["kk_number"], "relationship": "anak"}, headers=BACK)
+                await http.post("/households/transfers", json={"from_kk": source["kk_number"], "nik": child,
+                                                               "to_kk": target["kk_number"], "relationship": "anak"},
+                                headers=BACK)
         assert await asyncio.to_thread(proc.wait_exit) == 137
         await started(proc)  # the recovery resumes the pending transfer
         async with httpx.AsyncClient(base_url=proc.base_url, timeout=30) as http:
             async def both_updated() -> bool:
                 return await count(jetstream, topology, "HouseholdUpdated") >= 2
             await wait_for(both_updated, what="transfer_in after restart")
-            moved = (await http.get(f"/households/{target['kk_number']}", headers=BACK)).json()
-            left = (await http.get(f"/households/{source['kk_number']}", headers=BACK)).json()
+            reveal = {"reveal": True, "purpose": "check the transfer after the crash"}
+            moved = (await http.post("/households/search", json={"kk": target["kk_number"], **reveal},
+                                     headers=BACK)).json()
+            left = (await http.post("/households/search", json={"kk": source["kk_number"], **reveal},
+                                    headers=BACK)).json()
             assert [m["nik"] for m in moved["household"]["members"]][-1] == child
             assert child not in [m["nik"] for m in left["household"]["members"]]
             clash = await http.post("/households", json=household(members=[member(nik(), "kepala_keluarga"),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import uuid
+from typing import Any
 
 import pytest
 from intake_testkit import BACK, FRONT, JEMBER_VILLAGE, Replica, events_of, household, member, nik, replica, wait_for
@@ -33,14 +35,14 @@ async def test_register_update_and_identical_reregistration(app: Replica, jetstr
     assert same.status_code == 200 and same.json()["outcome"] == "unchanged" and same.json()["revision"] == 1
 
     changed = {**data, "socio_economic": {**data["socio_economic"], "monthly_income": 750_000}}
-    updated = await app.http.put(f"/households/{kk}", json=changed, headers=BACK)
+    updated = await app.http.put("/households", json=changed, headers=BACK)
     assert updated.status_code == 200, updated.text
     assert updated.json()["outcome"] == "updated" and updated.json()["revision"] == 2
     assert updated.json()["changed_fields"] == ["socio_economic.monthly_income"]
 
     again = await app.http.post("/households", json=changed, headers=BACK)  # re-registering = no duplicate
     assert again.json()["outcome"] == "unchanged"
-    fetched = await app.http.get(f"/households/{kk}", headers=FRONT)  # any in-scope officer reads
+    fetched = await app.http.post("/households/search", json={"kk": kk}, headers=FRONT)  # any in-scope officer
     assert fetched.status_code == 200 and fetched.json()["revision"] == 2
     assert fetched.json()["household"]["socio_economic"]["monthly_income"] == 750_000
 
@@ -85,10 +87,12 @@ async def test_a_nik_belongs_to_one_household(app: Replica) -> None:
     body = conflict.json()
     assert body["code"] == "nik_in_other_household"
     assert body["errors"][0]["loc"] == ["body", "members", 1, "nik"]
-    assert f"POST /households/{first['kk_number']}/members/{{nik}}/transfer" in body["detail"]
+    assert "POST /households/transfers" in body["detail"]
+    assert f'"from_kk": "{first["kk_number"]}"' in body["detail"]
     assert shared_nik not in conflict.text  # the error never echoes the NIK
     # nothing half-written: the second household does not exist and its head NIK is free again
-    assert (await app.http.get(f"/households/{second['kk_number']}", headers=BACK)).status_code == 404
+    assert (await app.http.post("/households/search", json={"kk": second["kk_number"]},
+                                headers=BACK)).status_code == 404
     alone = household(members=[second["members"][0]])
     assert (await app.http.post("/households", json=alone, headers=BACK)).status_code == 201
 
@@ -107,11 +111,11 @@ async def test_concurrent_updates_of_one_household_lose_nothing(app: Replica) ->
     assert (await app.http.post("/households", json=data, headers=BACK)).status_code == 201
     incomes = [500_000 + i for i in range(6)]
     bodies = [{**data, "socio_economic": {**data["socio_economic"], "monthly_income": v}} for v in incomes]
-    responses = await asyncio.gather(*(app.http.put(f"/households/{kk}", json=b, headers=BACK) for b in bodies))
+    responses = await asyncio.gather(*(app.http.put("/households", json=b, headers=BACK) for b in bodies))
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     revisions = sorted(r.json()["revision"] for r in responses)
     assert revisions == list(range(2, 8))  # each update got its own revision: none overwrote another
-    final = (await app.http.get(f"/households/{kk}", headers=BACK)).json()
+    final = (await app.http.post("/households/search", json={"kk": kk}, headers=BACK)).json()
     assert final["revision"] == 7
 
 
@@ -120,7 +124,7 @@ async def test_removing_a_member_frees_the_nik(app: Replica) -> None:
     data = household(members=[member(nik(), "kepala_keluarga"), member(child, "anak", birth=dt.date(2012, 3, 20))])
     assert (await app.http.post("/households", json=data, headers=BACK)).status_code == 201
     shrunk = {**data, "members": data["members"][:1]}
-    assert (await app.http.put(f"/households/{data['kk_number']}", json=shrunk, headers=BACK)).status_code == 200
+    assert (await app.http.put("/households", json=shrunk, headers=BACK)).status_code == 200
     elsewhere = household(members=[member(child, "kepala_keluarga", birth=dt.date(2012, 3, 20))])
     assert (await app.http.post("/households", json=elsewhere, headers=BACK)).status_code == 201
 
@@ -132,8 +136,8 @@ async def test_transfer_moves_a_member_and_updates_both(app: Replica, jetstream:
     target = household(members=[member(nik(), "kepala_keluarga")])
     for h in (source, target):
         assert (await app.http.post("/households", json=h, headers=BACK)).status_code == 201
-    url = f"/households/{source['kk_number']}/members/{child}/transfer"
-    body = {"to_kk": target["kk_number"], "relationship": "cucu"}
+    url = "/households/transfers"
+    body = {"from_kk": source["kk_number"], "nik": child, "to_kk": target["kk_number"], "relationship": "cucu"}
     headers = {**BACK, "Idempotency-Key": "move-1"}
     moved = await app.http.post(url, json=body, headers=headers)
     assert moved.status_code == 200, moved.text
@@ -164,19 +168,25 @@ async def test_transfer_refusals(app: Replica) -> None:
     target = household(members=[member(nik(), "kepala_keluarga")])
     for h in (source, target):
         assert (await app.http.post("/households", json=h, headers=BACK)).status_code == 201
-    base = f"/households/{source['kk_number']}/members"
-    to = {"to_kk": target["kk_number"], "relationship": "famili_lain"}
-    head_move = await app.http.post(f"{base}/{head}/transfer", json=to, headers=BACK)
+    url = "/households/transfers"
+    child = source["members"][1]["nik"]
+    to = {"from_kk": source["kk_number"], "nik": child, "to_kk": target["kk_number"], "relationship": "famili_lain"}
+    head_move = await app.http.post(url, json={**to, "nik": head}, headers=BACK)
     assert head_move.status_code == 409 and head_move.json()["code"] == "transfer_refused"
-    second_head = await app.http.post(f"{base}/{source['members'][1]['nik']}/transfer",
-                                      json={**to, "relationship": "kepala_keluarga"}, headers=BACK)
+    assert "PUT /households" in head_move.json()["detail"] and "{kk}" not in head_move.json()["detail"]
+    second_head = await app.http.post(url, json={**to, "relationship": "kepala_keluarga"}, headers=BACK)
     assert second_head.status_code == 409
-    stranger = await app.http.post(f"{base}/{nik()}/transfer", json=to, headers=BACK)
+    stranger = await app.http.post(url, json={**to, "nik": nik()}, headers=BACK)
     assert stranger.status_code == 404 and stranger.json()["code"] == "member_not_found"
-    nowhere = await app.http.post(f"{base}/{source['members'][1]['nik']}/transfer",
-                                  json={**to, "to_kk": household()["kk_number"]}, headers=BACK)
+    nowhere = await app.http.post(url, json={**to, "to_kk": household()["kk_number"]}, headers=BACK)
     assert nowhere.status_code == 404
-    by_front = await app.http.post(f"{base}/{source['members'][1]['nik']}/transfer", json=to, headers=FRONT)
+    unknown_source = await app.http.post(url, json={**to, "from_kk": household()["kk_number"]}, headers=BACK)
+    assert unknown_source.status_code == 404 and unknown_source.json()["code"] == "household_not_found"
+    same = await app.http.post(url, json={**to, "to_kk": source["kk_number"]}, headers=BACK)
+    assert same.status_code == 422 and same.json()["code"] == "same_household"
+    missing = await app.http.post(url, json={k: v for k, v in to.items() if k != "nik"}, headers=BACK)
+    assert missing.status_code == 422 and missing.json()["errors"][0]["loc"] == ["body", "nik"]
+    by_front = await app.http.post(url, json=to, headers=FRONT)
     assert by_front.status_code == 403
 
 
@@ -200,13 +210,10 @@ async def test_bad_household_input_gets_field_level_4xx(app: Replica) -> None:
     r = await post("/households", content=b"{" + b" " * 300_000 + b"}",
                    headers={**BACK, "content-type": "application/json"})
     assert r.status_code == 413
-    r = await app.http.get("/households/12345", headers=BACK)
-    assert r.status_code == 422
-    r = await app.http.put(f"/households/{household()['kk_number']}", json=household(), headers=BACK)
-    assert r.status_code == 422 and r.json()["code"] == "kk_mismatch"
     unknown = household()
-    r = await app.http.put(f"/households/{unknown['kk_number']}", json=unknown, headers=BACK)
-    assert r.status_code == 404
+    r = await app.http.put("/households", json=unknown, headers=BACK)
+    assert r.status_code == 404 and r.json()["code"] == "household_not_found"
+    assert unknown["kk_number"] not in r.text
 
 
 async def test_household_roles_and_scope(app: Replica) -> None:
@@ -216,15 +223,65 @@ async def test_household_roles_and_scope(app: Replica) -> None:
     outside = household(village=JEMBER_VILLAGE)
     r = await app.http.post("/households", json=outside, headers=BACK)
     assert r.status_code == 403 and r.json()["code"] == "outside_scope"
-    assert (await app.http.get(f"/households/{data['kk_number']}", headers=BACK)).status_code == 404
+    assert (await app.http.post("/households/search", json={"kk": data["kk_number"]},
+                                headers=BACK)).status_code == 404
+    assert (await app.http.put("/households", json=data, headers=FRONT)).status_code == 403
     assert uuid.UUID((await app.http.post("/households", json=data, headers=BACK)).json()["household_id"])
 
 
 async def test_openapi_is_published(app: Replica) -> None:
     spec = (await app.http.get("/openapi.json")).json()
-    for path in ("/households", "/households/{kk}", "/households/{kk}/members/{nik}/transfer", "/complaints",
-                 "/complaints/{case_number}"):
+    for path in ("/households", "/households/search", "/households/transfers", "/complaints",
+                 "/complaints/{case_number}", "/residents/complaints", "/residents/export"):
         assert path in spec["paths"], path
+    assert "put" in spec["paths"]["/households"]
+
+
+SIXTEEN_DIGITS = re.compile(r"\[0-9\]\{16\}|\\d\{16\}")
+NUMBER_NAMES = re.compile(r"^(kk|nik|kk_number|[a-z_]*_(kk|nik))$", re.IGNORECASE)
+
+
+def numbers_in_paths(spec: dict[str, Any]) -> list[str]:
+    """Paths of an OpenAPI document that take a KK or a NIK: a parameter so named, or one of 16 digits."""
+    offending = []
+    for path, item in spec["paths"].items():
+        named = re.findall(r"\{([^}:]+)(?::[^}]*)?\}", path)
+        offending += [f"{path} ({name})" for name in named if NUMBER_NAMES.match(name)]
+        for operation in item.values():
+            for param in operation.get("parameters", []) if isinstance(operation, dict) else ():
+                pattern = str(param.get("schema", {}).get("pattern", ""))
+                if param.get("in") == "path" and (NUMBER_NAMES.match(str(param["name"]))
+                                                  or SIXTEEN_DIGITS.search(pattern)):
+                    offending.append(f"{path} ({param['name']})")
+    return offending
+
+
+async def test_no_path_carries_a_kk_or_a_nik(app: Replica) -> None:
+    """URLs are logged: no route of intake may take a KK or a NIK in its path."""
+    spec = (await app.http.get("/openapi.json")).json()
+    assert len(spec["paths"]) >= 8, "the OpenAPI document lists too few paths to be right"
+    assert numbers_in_paths(spec) == []
+    # the walk finds what it looks for: the routes this check replaced
+    old = {"paths": {"/households/{kk}": {"get": {"parameters": [
+                         {"name": "kk", "in": "path", "schema": {"type": "string", "pattern": "^[0-9]{16}$"}}]}},
+                     "/people/{id}": {"get": {"parameters": [
+                         {"name": "id", "in": "path", "schema": {"type": "string", "pattern": "^\\d{16}$"}}]}},
+                     "/households/{from_kk}/members/{nik}/transfer": {"post": {}}}}
+    assert len(numbers_in_paths(old)) == 5  # {kk} by name and by pattern, \d{16}, {from_kk}, {nik}
+
+
+async def test_the_old_paths_with_numbers_are_gone(app: Replica) -> None:
+    data = household()
+    assert (await app.http.post("/households", json=data, headers=BACK)).status_code == 201
+    kk, member_nik = data["kk_number"], data["members"][1]["nik"]
+    old = [app.http.get(f"/households/{kk}", headers=BACK),
+           app.http.put(f"/households/{kk}", json=data, headers=BACK),
+           app.http.post(f"/households/{kk}/members/{member_nik}/transfer",
+                         json={"to_kk": household()["kk_number"], "relationship": "anak"}, headers=BACK)]
+    for response in await asyncio.gather(*old):
+        assert response.status_code in (404, 405), (response.request.method, response.status_code)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert kk not in response.text and member_nik not in response.text
 
 
 async def test_a_changed_nik_hash_key_refuses_to_start(app: Replica, settings: IntakeSettings) -> None:

@@ -115,7 +115,8 @@ async def test_registry_import_registers_reports_and_is_idempotent(
         headers = {"Authorization": f"Bearer {back_office_token()}"}
         async with httpx.AsyncClient(base_url=proc.base_url, headers=headers, timeout=30) as http:
             member = good[-1]
-            found = await http.post("/households/search", json={"nik": member["nik"]})
+            found = await http.post("/households/search", json={"nik": member["nik"], "reveal": True,
+                                                                  "purpose": "check the imported rows"})
             assert found.status_code == 200 and found.json()["kk_number"] == member["kk_number"]
             members = [r for r in good if r["kk_number"] == member["kk_number"]]
             assert [m["nik"] for m in found.json()["household"]["members"]] == [m["nik"] for m in members]

@@ -141,8 +141,9 @@ async def test_a_former_household_and_the_transfer_are_exported(quick: Replica) 
     source, _, spouse = await register_family(quick)
     target = household(members=[member(nik(), "kepala_keluarga")])
     assert (await quick.http.post("/households", json=target, headers=BACK)).status_code == 201
-    moved = await quick.http.post(f"/households/{source['kk_number']}/members/{spouse}/transfer",
-                                  json={"to_kk": target["kk_number"], "relationship": "pasangan"}, headers=BACK)
+    moved = await quick.http.post("/households/transfers", json={
+        "from_kk": source["kk_number"], "nik": spouse, "to_kk": target["kk_number"], "relationship": "pasangan"},
+        headers=BACK)
     assert moved.status_code == 200, moved.text
 
     records = (await export(quick, spouse)).json()["sections"]["intake"]["records"]
@@ -203,7 +204,8 @@ async def test_export_resident_command(app: Replica, nats_client: NatsClient, to
 
     unknown = await command(nats_client, topology, "export_resident", {**body, "nik": nik()})
     assert unknown.ok and unknown.result is not None and unknown.result["found"] is False
-    assert unknown.result["records"] == {"households": [], "transfers": [], "complaints": [], "exports": []}
+    assert unknown.result["records"] == {"households": [], "transfers": [], "complaints": [], "exports": [],
+                                         "household_reveals": []}
 
     invalid = "3573013213900003"
     bad = await command(nats_client, topology, "export_resident", {**body, "nik": invalid})

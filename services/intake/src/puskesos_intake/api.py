@@ -7,32 +7,34 @@ in scope): case numbers are sequential and guessable, so they are no secret. The
 a system: it asks the ``complaint_status`` NATS command, which answers a view without personal
 data (no names, NIKs, phones or descriptions). ``POST /residents/export`` hands a resident their
 data held by every service (UU PDP; back office or coordinator, resident in scope; see ``exports``).
-``POST /households/search`` finds a household by a member's NIK or by KK, both in the body (URLs are
-logged; ``GET /households/{kk}`` stays for the console). ``POST /households/import`` takes a batch of
-the registry CSV (back office; ``registry_import``).
+
+No KK or NIK ever travels in a URL path (URLs are logged): ``PUT /households`` takes the KK from the
+body, ``POST /households/search`` finds a household by a member's NIK or by KK (masked unless the body
+asks ``reveal`` with a ``purpose``: a reveal is recorded in the access log, see ``reveals``),
+``POST /households/transfers`` moves a member, ``POST /residents/complaints`` lists a resident's
+complaints. ``POST /households/import`` takes a batch of the registry CSV (back office; ``registry_import``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from puskesos_shared.auth import CurrentOfficer, Officer, require_role
-from puskesos_shared.commands import CommandError
 from puskesos_shared.contracts.intake import ComplaintCategory, Household
-from puskesos_shared.contracts.primitives import NIK, KKNumber, OfficerRole, check_kk_number, check_nik
-from pydantic import BaseModel, ConfigDict, model_validator
+from puskesos_shared.contracts.primitives import NIK, OfficerRole
+from pydantic import BaseModel, ConfigDict, Field
 
 from .context import Caller
 from .domain.complaints import ComplaintRequest
 from .domain.progress import ComplaintStatus
 from .exports import EXPORT_ROLES, ExportRequest, ResidentExports
 from .filing import ComplaintDesk, FilingResult
-from .registry import HouseholdRecord, HouseholdRegistry, Outcome, RegistrationResult
+from .registry import HouseholdRegistry, Outcome, RegistrationResult
 from .registry_import import ImportBatch, ImportResult, RegistryImport
+from .reveals import HouseholdLookup, HouseholdSearch, MaskedHouseholdRecord, RevealedHouseholdRecord
 from .status import ComplaintDetail, ComplaintPage, ComplaintViews
 from .transfers import TransferRequest, TransferResult, Transfers
 
@@ -50,6 +52,7 @@ class Intake:
     views: ComplaintViews
     exports: ResidentExports
     imports: RegistryImport
+    lookup: HouseholdLookup
 
 
 async def intake(request: Request) -> Intake:
@@ -60,21 +63,10 @@ async def intake(request: Request) -> Intake:
 
 IntakeDep = Annotated[Intake, Depends(intake)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
-KKPath = Annotated[str, Path(pattern=r"^[0-9]{16}$", description="KK number (16 digits)")]
-NIKPath = Annotated[str, Path(pattern=r"^[0-9]{16}$", description="NIK (16 digits)")]
 
 
 def caller_of(officer: Officer) -> Caller:
     return Caller(actor=officer.actor(), covers=officer.covers, scope=officer.scope)
-
-
-def checked(value: str, check: Callable[[str], str], name: str) -> str:
-    try:
-        check(value)
-    except ValueError as exc:
-        raise CommandError("invalid_path", str(exc), [{"loc": ["path", name], "msg": str(exc), "type": "value_error"}],
-                           status=422) from None
-    return value
 
 
 households = APIRouter(prefix="/households", tags=["households"])
@@ -94,28 +86,20 @@ async def register_household(household: Household, officer: CurrentOfficer, svc:
     return result
 
 
-class HouseholdSearch(BaseModel):
-    """Exactly one of ``nik`` (the household the person is a member of now) and ``kk``."""
+@households.post("/search", response_model=MaskedHouseholdRecord | RevealedHouseholdRecord, responses={
+    403: {"description": "The household's village is outside the officer's scope; with reveal: true also a role "
+                         "other than back office, front office or coordinator (a refused reveal is recorded)"},
+    503: {"description": "A reveal that could not be recorded in the access log (not handed out)"}})
+async def search_household(body: HouseholdSearch, officer: CurrentOfficer,
+                           svc: IntakeDep) -> MaskedHouseholdRecord | RevealedHouseholdRecord:
+    """A household by a member's NIK or by its KK, both in the body (never in the URL: URLs are logged).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    nik: NIK | None = None
-    kk: KKNumber | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> HouseholdSearch:
-        if (self.nik is None) == (self.kk is None):
-            raise ValueError("give exactly one of nik and kk")
-        return self
-
-
-@households.post("/search", response_model=HouseholdRecord)
-async def search_household(body: HouseholdSearch, officer: CurrentOfficer, svc: IntakeDep) -> HouseholdRecord:
-    """A household by a member's NIK or by its KK, both in the body (never in the URL: URLs are logged)."""
-    if body.nik is not None:
-        return await svc.registry.get_by_nik(body.nik, caller_of(officer))
-    assert body.kk is not None
-    return await svc.registry.get(body.kk, caller_of(officer))
+    Personal data (NIKs, KK, names, birth dates, address, phone) comes back masked (``masked: true``). With
+    ``"reveal": true`` and a ``purpose`` the record comes back unmasked (``masked: false``, ``access_id``): back
+    office, front office and coordinator, within their scope; every reveal, refused ones too, is recorded in
+    the access log (who, when, the KK's keyed hash, the purpose) before the answer is sent.
+    """
+    return await svc.lookup.search(body, caller_of(officer))
 
 
 @households.post("/import", response_model=ImportResult)
@@ -129,33 +113,21 @@ async def import_households(batch: ImportBatch, officer: CurrentOfficer, svc: In
     return await svc.imports.import_batch(batch, caller_of(officer))
 
 
-@households.put("/{kk}", response_model=RegistrationResult)
-async def update_household(kk: KKPath, household: Household, officer: CurrentOfficer,
-                           svc: IntakeDep) -> RegistrationResult:
+@households.put("", response_model=RegistrationResult, responses={
+    404: {"description": "No household is registered with the body's kk_number (register it with POST /households)"}})
+async def update_household(household: Household, officer: CurrentOfficer, svc: IntakeDep) -> RegistrationResult:
+    """Updates a registered household; the KK is the body's ``kk_number`` (never in the URL)."""
     require_role(officer, *HOUSEHOLD_WRITERS)
-    checked(kk, check_kk_number, "kk")
-    if household.kk_number != kk:
-        raise CommandError("kk_mismatch", "the body's kk_number differs from the KK in the path",
-                           [{"loc": ["body", "kk_number"], "msg": "must equal the KK in the path",
-                             "type": "kk_mismatch"}],
-                           status=422)
     return await svc.registry.register(household, caller_of(officer), must_exist=True)
 
 
-@households.get("/{kk}", response_model=HouseholdRecord)
-async def get_household(kk: KKPath, officer: CurrentOfficer, svc: IntakeDep) -> HouseholdRecord:
-    checked(kk, check_kk_number, "kk")
-    return await svc.registry.get(kk, caller_of(officer))
-
-
-@households.post("/{kk}/members/{nik}/transfer", response_model=TransferResult)
-async def transfer_member(kk: KKPath, nik: NIKPath, body: TransferRequest, officer: CurrentOfficer,
-                          svc: IntakeDep, idempotency_key: IdempotencyKey = None) -> TransferResult:
-    """Moves a member to another registered household; both get a revision (transfer_out, transfer_in)."""
+@households.post("/transfers", response_model=TransferResult)
+async def transfer_member(body: TransferRequest, officer: CurrentOfficer, svc: IntakeDep,
+                          idempotency_key: IdempotencyKey = None) -> TransferResult:
+    """Moves the member ``nik`` from the household ``from_kk`` to the registered household ``to_kk``; both get a
+    revision (transfer_out, transfer_in). The numbers travel in the body, never in the URL."""
     require_role(officer, *TRANSFER_ROLES)
-    checked(kk, check_kk_number, "kk")
-    checked(nik, check_nik, "nik")
-    return await svc.transfers.request(kk, nik, body, caller_of(officer), idempotency_key)
+    return await svc.transfers.request(body, caller_of(officer), idempotency_key)
 
 
 @complaints.post("", response_model=FilingResult, status_code=status.HTTP_201_CREATED,
@@ -207,6 +179,23 @@ async def export_resident(body: ExportRequest, officer: CurrentOfficer, svc: Int
     document = await svc.exports.export(body.nik, caller_of(officer))
     name = f"resident-export-{document['export_id']}.json"
     return JSONResponse(document, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+class ResidentComplaints(BaseModel):
+    """The body of ``POST /residents/complaints``: the resident's NIK (never in the URL) and the page."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nik: NIK
+    page: int = Field(default=1, ge=1, le=10_000)
+    page_size: int = Field(default=20, ge=1, le=100)
+
+
+@residents.post("/complaints", response_model=ComplaintPage)
+async def resident_complaints(body: ResidentComplaints, officer: CurrentOfficer, svc: IntakeDep) -> ComplaintPage:
+    """Every complaint filed under the resident's NIK (as complainant), newest first, in the officer's scope
+    (complaints filed in villages outside it are left out); the items are those of ``GET /complaints``."""
+    return await svc.views.of_resident(body.nik, caller_of(officer), page=body.page, page_size=body.page_size)
 
 
 ROUTERS = (households, complaints, residents)

@@ -25,6 +25,7 @@ from .recovery import run_recovery
 from .registry import HouseholdRegistry
 from .registry_import import RegistryImport
 from .resident_data import ResidentData
+from .reveals import HouseholdLookup
 from .settings import IntakeSettings
 from .status import ComplaintViews
 from .store import IntakeStore
@@ -69,7 +70,7 @@ async def configure(runtime: ServiceRuntime) -> None:
 
     exports = ResidentExports(ctx, ResidentData(ctx, views), request, settings.intake_export_timeout_seconds)
     svc = Intake(registry=registry, transfers=Transfers(ctx, registry), desk=desk, views=views, exports=exports,
-                 imports=RegistryImport(ctx, registry))
+                 imports=RegistryImport(ctx, registry), lookup=HouseholdLookup(ctx, registry))
     runtime.state["intake"] = svc
     subscribe_events(runtime.broker, runtime.topology, runtime.dead_letters, consumer=CONSUMER,
                      events=CASE_EVENTS, handler=CaseProgress(views, desk).handle)

@@ -12,9 +12,9 @@
    that does not answer, answers late or answers an error is named in the document
    (``{"error": "unavailable", "reason": ...}``, ``complete: false``, ``unavailable``): an export
    is never silently incomplete;
-3. the export is recorded in the access log (``export_log``: who, when, the NIK's keyed hash, which
-   services answered) *before* the document is returned; refused attempts (outside the officer's
-   scope) are recorded too. No log line carries the NIK.
+3. the export is recorded in the access log (``export_log``, see ``access_log``: who, when, the NIK's
+   keyed hash, which services answered) *before* the document is returned; refused attempts (outside
+   the officer's scope) are recorded too. No log line carries the NIK.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from puskesos_shared.commands import CommandError, CommandReply
 from puskesos_shared.contracts.envelope import Actor
 from puskesos_shared.contracts.primitives import NIK, OfficerRole
 from puskesos_shared.ids import stable_id
-from puskesos_shared.mongo import insert_once
 from puskesos_shared.regions import regency_of, village_name
 from puskesos_shared.resident_export import FORMAT, REMOTE_SECTIONS, ExportResident, ExportSection, export_subject
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .access_log import EXPORT, record_access
 from .context import Caller, Context, log
 from .resident_data import IntakePart, ResidentData, masked
 
@@ -143,13 +143,8 @@ class ResidentExports:
                       village: str | None = None, sections: dict[str, str] | None = None) -> None:
         """The access log entry; an export whose entry cannot be written is not handed out."""
         entry_id = export_id if channel == "http" else stable_id("export-log", export_id, key)
-        doc = {"_id": str(entry_id), "export_id": str(export_id), "nik_hash": key, "at": self.ctx.clock(),
-               "requested_by": actor.model_dump(mode="json"), "channel": channel, "outcome": outcome,
-               "village_code": village, "sections": sections,
+        doc = {"_id": str(entry_id), "kind": EXPORT, "export_id": str(export_id), "nik_hash": key,
+               "at": self.ctx.clock(), "requested_by": actor.model_dump(mode="json"), "channel": channel,
+               "outcome": outcome, "village_code": village, "sections": sections,
                "complete": None if sections is None else all(s == "answered" for s in sections.values())}
-        try:
-            await insert_once(self.ctx.store.export_log, doc)  # False: this very entry exists (a retry)
-        except Exception as exc:
-            log.error("export_log_write_failed", export_id=str(export_id), error=type(exc).__name__)
-            raise CommandError("access_log_unavailable", "the export could not be recorded in the access log, so it "
-                               "is not handed out; retry", status=503) from None
+        await record_access(self.ctx, doc, what="export")

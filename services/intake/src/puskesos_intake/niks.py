@@ -64,6 +64,10 @@ class NikOwnership:
     def key(self, nik: str) -> str:
         return nik_key(self.secret, nik)
 
+    def kk_key(self, kk_number: str) -> str:
+        """The keyed hash of a KK number (apart from NIKs': a KK and a NIK may have the same digits)."""
+        return nik_key(self.secret, f"kk:{kk_number}")
+
     async def owner(self, nik: str) -> Version | None:
         return await self.owners.latest(self.key(nik))
 

@@ -107,20 +107,23 @@ class HouseholdRegistry:
         latest = await self.versions.latest(str(household_id(kk_number)))
         return record_of(latest) if latest else None
 
-    async def get(self, kk_number: str, caller: Caller) -> HouseholdRecord:
+    async def find(self, kk_number: str) -> HouseholdRecord:
+        """The household registered with this KK, whoever asks (404 when there is none)."""
         record = await self.current(kk_number)
         if record is None:
             raise CommandError("household_not_found", "no household is registered with this KK number", status=404)
-        caller.require(record.household.address.village_code)
         return record
 
-    async def get_by_nik(self, nik: str, caller: Caller) -> HouseholdRecord:
+    async def find_by_nik(self, nik: str) -> HouseholdRecord:
         """The household the NIK is a member of now (through the NIK's keyed-hash ownership record)."""
         latest = await self.ctx.niks.household_of(nik)
         if latest is None:
             raise CommandError("household_not_found", "no registered household has a member with this NIK",
                                status=404)
-        record = record_of(latest)
+        return record_of(latest)
+
+    async def get(self, kk_number: str, caller: Caller) -> HouseholdRecord:
+        record = await self.find(kk_number)
         caller.require(record.household.address.village_code)
         return record
 
@@ -137,8 +140,8 @@ class HouseholdRegistry:
             latest = await self.versions.latest(hid)
             previous = record_of(latest) if latest else None
             if previous is None and must_exist:
-                raise CommandError("household_not_found", "no household is registered with this KK number; "
-                                   "register it with POST /households", status=404)
+                raise CommandError("household_not_found", "no household is registered with this KK number "
+                                   "(kk_number); register it with POST /households", status=404)
             if previous is not None:
                 caller.require(previous.household.address.village_code)
                 if previous.household == household:
@@ -201,11 +204,14 @@ class HouseholdRegistry:
             return CommandError("nik_in_transfer", f"members[{index}]: {field['msg']}; retry when it is done",
                                 [field], status=409)
         owner = await self.versions.latest(exc.owner_household_id)
+        body = (f'{{"from_kk": <its current KK>, "nik": <the NIK of members[{index}]>, "to_kk": <this KK>, '
+                '"relationship": ...}')
         if owner is not None and caller.covers(record_of(owner).household.address.village_code):
-            where = f"POST /households/{owner.data['kk_number']}/members/{{nik}}/transfer"
+            body = body.replace("<its current KK>", f'"{owner.data["kk_number"]}"')
+            scope = ""
         else:
-            where = ("POST /households/{kk}/members/{nik}/transfer (the current household is outside your "
-                     "scope: ask an officer of that village or the kecamatan coordinator)")
+            scope = (" (the current household is outside your scope: ask an officer of that village or the "
+                     "kecamatan coordinator)")
         message = (f"members[{index}]: a NIK belongs to one household at a time. To move the person into "
-                   f"this household use {where} with body {{\"to_kk\": \"<this KK>\", \"relationship\": ...}}")
+                   f"this household use POST /households/transfers with body {body}{scope}")
         return CommandError("nik_in_other_household", message, [field], status=409)

@@ -7,7 +7,8 @@ reading clear NIKs:
   current one is exported as it is now, a former one as its last revision that listed the person;
 * the versions of ``open_complaints`` ``{key}:{category}`` name every complaint filed under the NIK
   (each filing claims the record; a claim whose complaint was never written is skipped);
-* ``transfers`` and ``export_log`` (the access log of exports) keep the key of the person.
+* ``transfers`` and ``export_log`` (the access log of exports) keep the key of the person; the log's
+  reveals of a household (``reveals``) keep the KK's key (and the NIK's, when searched by NIK).
 
 The person's own member entry is exported in full; the other members of a household appear with
 their relationship and a masked NIK only: they are other data subjects. Complaints filed by another
@@ -25,6 +26,7 @@ from puskesos_shared.contracts.intake import ComplaintCategory
 from puskesos_shared.regions import village_name
 from puskesos_shared.resident_export import ExportSection, section
 
+from .access_log import REVEAL
 from .context import Context
 from .niks import members_of
 from .registry import HouseholdRecord, record_of
@@ -36,7 +38,8 @@ MAX_KK_NUMBERS = 20
 
 NOTES = (
     "Found by the keyed hash (HMAC-SHA256) of the NIK: the registry's NIK ownership record, the per-category "
-    "record of the resident's complaints, member transfers and the access log of exports.",
+    "record of the resident's complaints, member transfers and the access log of exports; reveals (a household "
+    "shown unmasked to an officer) by the keyed hash of the NIK searched or of the KK of the person's households.",
     "Other members of a household appear with their relationship and a masked NIK only.",
     "Complaints filed anonymously (phone only) or under another person's NIK cannot be linked to this NIK.",
 )
@@ -99,9 +102,9 @@ class ResidentData:
         key = self.ctx.niks.key(nik)
         households = await self._households(nik, key)
         complaints = await self._complaints(key)
-        records = {"households": households, "transfers": await self._transfers(key), "complaints": complaints,
-                   "exports": await self._exports(key)}
         kks = [h["kk_number"] for h in sorted(households, key=lambda h: not h["current"])]
+        records = {"households": households, "transfers": await self._transfers(key), "complaints": complaints,
+                   "exports": await self._exports(key), "household_reveals": await self._reveals(key, kks)}
         kks += [c["complainant"]["kk_number"] for c in complaints if c["complainant"].get("kk_number")]
         current = next((h for h in households if h["current"]), None)
         return IntakePart(
@@ -155,9 +158,19 @@ class ResidentData:
 
     async def _exports(self, key: str) -> list[dict[str, Any]]:
         """Earlier exports of (and attempts to export) this person's data: the access log."""
-        cursor = self.store.export_log.find({"nik_hash": key}).sort("at", 1)
+        cursor = self.store.export_log.find({"nik_hash": key, "kind": {"$ne": REVEAL}}).sort("at", 1)
         return [{"export_id": doc["export_id"], "at": _iso(doc["at"]), "requested_by": doc["requested_by"],
                  "channel": doc["channel"], "outcome": doc["outcome"], "complete": doc.get("complete")}
+                async for doc in cursor]
+
+
+    async def _reveals(self, key: str, kk_numbers: list[str]) -> list[dict[str, Any]]:
+        """Officers who had a household of this person (current or former) shown unmasked, or tried to."""
+        kk_hashes = [self.ctx.niks.kk_key(kk) for kk in dict.fromkeys(kk_numbers)]
+        query = {"kind": REVEAL, "$or": [{"nik_hash": key}, {"kk_hash": {"$in": kk_hashes}}]}
+        cursor = self.store.export_log.find(query).sort("at", 1)
+        return [{"access_id": doc["access_id"], "at": _iso(doc["at"]), "requested_by": doc["requested_by"],
+                 "household_id": doc["household_id"], "purpose": doc["purpose"], "outcome": doc["outcome"]}
                 async for doc in cursor]
 
 

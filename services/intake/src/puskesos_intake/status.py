@@ -1,4 +1,4 @@
-"""Reading complaints: the officer's detail, the resident's status, the village listing.
+"""Reading complaints: the officer's detail, the resident's status, the village listing, a resident's complaints.
 
 A complaint's status and history live in its progress record (``complaint_progress``, written
 by the case-event consumer). The listing row (``complaint_views``, keyed by case number, so it is
@@ -206,16 +206,48 @@ class ComplaintViews:
         if village_code is not None:
             caller.require(village_code)
             query["village_code"] = village_code
-        elif caller.scope is not None:
-            scope = list(caller.scope)
-            query["$or"] = [{"village_code": {"$in": scope}}, {"district_code": {"$in": scope}},
-                            {"regency_code": {"$in": scope}}]
+        else:
+            query.update(scope_query(caller))
         if status is not None:
             query["status"] = status.value
         if category is not None:
             query["category"] = category.value
+        return await self._page(query, page, page_size)
+
+    async def of_resident(self, nik: str, caller: Caller, *, page: int, page_size: int) -> ComplaintPage:
+        """Every complaint filed under the resident's NIK (the complainant), in the officer's scope, newest first.
+
+        Found through the NIK's keyed hash: the versions of the per-category open-complaint record name
+        every complaint ever filed under it (as the resident's data export finds them).
+        """
+        key = self.ctx.niks.key(nik)
+        keys = [f"{key}:{category.value}" for category in ComplaintCategory]
+        claims = self.store.open_complaints.collection.find({"key": {"$in": keys}}, {"data.complaint_id": 1})
+        ids = {str(c["data"]["complaint_id"]) async for c in claims if c.get("data", {}).get("complaint_id")}
+        cases: list[str] = []
+        async for doc in self.store.complaints.find({"_id": {"$in": list(ids)}}):
+            complaint = complaint_of(doc)
+            if complaint.complainant.nik != nik:  # a claim whose idempotency key was reused for another person
+                continue
+            cases.append(complaint.case_number)
+            if await self.store.views.find_one({"_id": complaint.case_number}, {"_id": 1}) is None:
+                await self.settle_row(complaint)  # the row a crashed filing did not write
+        if not cases:
+            return ComplaintPage(items=(), page=page, page_size=page_size, total=0)
+        return await self._page({"_id": {"$in": cases}, **scope_query(caller)}, page, page_size)
+
+    async def _page(self, query: dict[str, Any], page: int, page_size: int) -> ComplaintPage:
         total = await self.store.views.count_documents(query)
         cursor = self.store.views.find(query).sort([("filed_at", -1), ("_id", 1)])
         docs = await cursor.skip((page - 1) * page_size).limit(page_size).to_list()
         return ComplaintPage(items=tuple(ComplaintRow.model_validate(d) for d in docs), page=page,
                              page_size=page_size, total=total)
+
+
+def scope_query(caller: Caller) -> dict[str, Any]:
+    """The listing rows in the caller's scope (village, kecamatan or regency codes); everything for None."""
+    if caller.scope is None:
+        return {}
+    scope = list(caller.scope)
+    return {"$or": [{"village_code": {"$in": scope}}, {"district_code": {"$in": scope}},
+                    {"regency_code": {"$in": scope}}]}

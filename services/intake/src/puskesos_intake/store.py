@@ -18,7 +18,7 @@ data export reads (see ``versioned``).
 | ``complaint_progress`` | once per version | status and history from case events |
 | ``case_links`` | once | case id -> complaint id |
 | ``complaint_views`` | derived | per case number: the listing row and the status lookup |
-| ``export_log`` | once per export | the access log of residents' data exports (NIK as HMAC, who, when, answers) |
+| ``export_log`` | once per entry | the access log (``access_log``): data exports, household reveals (HMACs) |
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class IntakeStore:
         await self.transfers.create_index("state", name="state")
         await self.transfers.create_index("nik_key", name="member")
         await self.export_log.create_index([("nik_hash", 1), ("at", 1)], name="by_resident")
+        await self.export_log.create_index([("kk_hash", 1), ("at", 1)], name="by_household")
         await self.views.create_index([("village_code", 1), ("status", 1), ("category", 1), ("filed_at", -1)],
                                       name="listing")
         await self.views.create_index([("district_code", 1), ("filed_at", -1)], name="listing_district")

@@ -26,10 +26,10 @@ from typing import Any, NoReturn
 from puskesos_shared.commands import CommandError
 from puskesos_shared.contracts.envelope import Actor
 from puskesos_shared.contracts.intake import Household, HouseholdChangeKind, Member, Relationship
-from puskesos_shared.contracts.primitives import KKNumber
+from puskesos_shared.contracts.primitives import NIK, KKNumber
 from puskesos_shared.ids import stable_id
 from puskesos_shared.mongo import Document, insert_once
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .context import Caller, Context, log
 from .domain.households import TransferRefused, nik_warnings, updated_event, with_member, without_member
@@ -38,10 +38,15 @@ from .versioned import Version, version_id
 
 
 class TransferRequest(BaseModel):
+    """The body of ``POST /households/transfers``: who moves from which household to which (numbers in the
+    body, never in the URL: URLs are logged)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    to_kk: KKNumber
-    relationship: Relationship
+    from_kk: KKNumber = Field(description="The KK of the household the person is a member of now")
+    nik: NIK = Field(description="The member who moves")
+    to_kk: KKNumber = Field(description="The KK of the receiving (registered) household")
+    relationship: Relationship = Field(description="The person's relationship in the receiving household")
 
 
 class TransferResult(BaseModel):
@@ -57,11 +62,11 @@ class Transfers:
         self.versions = ctx.store.households
         self.collection = ctx.store.transfers
 
-    async def request(self, from_kk: str, nik: str, req: TransferRequest, caller: Caller,
-                      idempotency_key: str | None) -> TransferResult:
+    async def request(self, req: TransferRequest, caller: Caller, idempotency_key: str | None) -> TransferResult:
+        from_kk, nik = req.from_kk, req.nik
         if req.to_kk == from_kk:
             raise CommandError("same_household", "the person is already in this household",
-                               [{"loc": ["body", "to_kk"], "msg": "must differ from the source KK",
+                               [{"loc": ["body", "to_kk"], "msg": "must differ from from_kk",
                                  "type": "same_household"}], status=422)
         key = self.ctx.niks.key(nik)
         tid = str(stable_id("transfer", caller.actor.id, idempotency_key)) if idempotency_key else None

@@ -115,7 +115,7 @@ def without_member(household: Household, nik: str) -> Household:
         raise TransferRefused("the person is not a member of this household")
     if member.relationship is Relationship.HEAD:
         raise TransferRefused("the head of the household cannot be moved out; register the new head "
-                              "(PUT /households/{kk}) first")
+                              "(PUT /households) first")
     return household.model_copy(update={"members": tuple(m for m in household.members if m.nik != nik)})
 
 
@@ -124,7 +124,7 @@ def with_member(household: Household, member: Member, relationship: Relationship
         raise TransferRefused("the person is already a member of the receiving household")
     if relationship is Relationship.HEAD:
         raise TransferRefused("the receiving household already has a head; move the person in with another "
-                              "relationship and change the head with PUT /households/{kk}")
+                              "relationship and change the head with PUT /households")
     moved = member.model_copy(update={"relationship": relationship})
     try:
         return Household.model_validate({**household.model_dump(), "members": (*household.members, moved)})
