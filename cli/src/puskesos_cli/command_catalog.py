@@ -14,13 +14,16 @@ from puskesos_distribution.requests import CloseRound, FinishImport, ImportChunk
 from puskesos_intake.commands import ComplaintStatusQuery, FileComplaint, RegisterHousehold
 from puskesos_notification.directory import OfficerRemove, OfficerUpsert, OptOut
 from puskesos_referral.requests import (
+    AcknowledgeEscalationCommand,
     AssessCommand,
     CloseCommand,
     GetCaseCommand,
     GetRuleSetCommand,
     ListCasesCommand,
+    ListEscalationsCommand,
     PublishRuleSetCommand,
     ReferCommand,
+    ResolveEscalationCommand,
     RespondRequest,
     SummaryCommand,
     TargetRespondRequest,
@@ -89,6 +92,17 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 "Publish a new assessment rule set (tagged name@version)."),
     CommandSpec("referral", "get_rule_set", GetRuleSetCommand,
                 "A published rule set by tag (the audit replay asks for the rules a decision used)."),
+    CommandSpec("referral", "list_escalations", ListEscalationsCommand,
+                "Escalated cases in the officer's scope at a level (default: the officer's own; a coordinator's "
+                "is kecamatan, an operator's dinas_sosial) with an escalation status (open, acknowledged, "
+                "resolved), longest escalated first, paged."),
+    CommandSpec("referral", "acknowledge_escalation", AcknowledgeEscalationCommand,
+                "The officer of the level a case was escalated to (coordinator: kecamatan, operator: dinas_sosial) "
+                "takes the escalation on; publishes EscalationAcknowledged. command_id makes a retry harmless."),
+    CommandSpec("referral", "resolve_escalation", ResolveEscalationCommand,
+                "Resolve a case's escalation: returned_to_village (instructions in note, a new deadline in "
+                "due_in_working_days) or handled_at_level; publishes EscalationResolved. command_id makes a retry "
+                "harmless."),
     # distribution: operators (the puskesos round CLI)
     CommandSpec("distribution", "open_round", OpenRound,
                 "Open an aid round (operator); opening the same key again is a no-op."),

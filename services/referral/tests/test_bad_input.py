@@ -159,6 +159,21 @@ async def test_http_commands_refuse_bad_input_and_write_nothing(world: World, to
          bearer(C, "35.09.01"), 422, "YYYY-MM"),
         ("get case outside scope", "GET", f"/cases/{fresh}", None, bearer(A, OTHER_VILLAGE), 403, "outside"),
         ("unknown rule set", "GET", "/rule-sets/assessment@99", None, bearer(A), 404, "rule_set_not_found"),
+        ("acknowledge never escalated", "POST", f"/cases/{fresh}/escalation/acknowledge", {}, bearer(C, "35.09.01"),
+         409, "no_open_escalation"),
+        ("acknowledge by an assessor", "POST", f"/cases/{fresh}/escalation/acknowledge", {}, bearer(A), 403,
+         "may not do this"),
+        ("resolve unknown action", "POST", f"/cases/{fresh}/escalation/resolve", {"action": "ignored", "note": "x"},
+         bearer(C, "35.09.01"), 422, "action"),
+        ("return without deadline", "POST", f"/cases/{fresh}/escalation/resolve",
+         {"action": "returned_to_village", "note": "x"}, bearer(C, "35.09.01"), 422, "due_in_working_days"),
+        ("resolve without note", "POST", f"/cases/{fresh}/escalation/resolve",
+         {"action": "handled_at_level", "note": ""}, bearer(C, "35.09.01"), 422, "note"),
+        ("escalations bad status", "GET", "/escalations?status=pending", None, bearer(C, "35.09.01"), 422, "status"),
+        ("escalations at the village", "GET", "/escalations?level=village", None, bearer(C, "35.09.01"), 422,
+         "no escalation reaches the village"),
+        ("escalations outside scope", "GET", "/escalations?kecamatan_code=35.09.02", None, bearer(C, "35.09.01"),
+         403, "outside this officer's scope"),
     ]
     for what, method, path, body, headers, status, text in cases:
         response = await http.request(method, path, json=body, headers=headers)
@@ -218,6 +233,11 @@ async def test_nats_commands_refuse_bad_input_and_write_nothing(world: World, to
          {"token": token(OP, "35.09"), "rule_set": _v1_doc(version=2, format="x")}, "invalid_request",
          '["rule_set", "format"]'),
         ("rule set bad tag", "get_rule_set", {"tag": "assessment"}, "invalid_request", "tag"),
+        ("acknowledge never escalated", "acknowledge_escalation", {"token": token(C, "35.09.01"), "case_id": fresh},
+         "no_open_escalation", "never escalated"),
+        ("resolve by an assessor", "resolve_escalation",
+         {"token": tok, "case_id": fresh, "action": "handled_at_level", "note": "x"}, "forbidden", "may not do this"),
+        ("escalations bad page", "list_escalations", {"token": tok, "page": 0}, "invalid_request", "page"),
     ]
     for what, name, body, code, text in cases:
         reply = await command(nats_client, topology, name, body)

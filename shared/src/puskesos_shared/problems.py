@@ -55,8 +55,6 @@ PROBLEMS: dict[str, ProblemType] = {
     "not_for_consumer": ProblemType("Not for this consumer", 409),
     "redrive_failed": ProblemType("Re-drive failed", 409),
     # intake
-    "invalid_path": ProblemType("Invalid path parameter", 422),
-    "kk_mismatch": ProblemType("KK number mismatch", 422),
     "unknown_village": ProblemType("Unknown village", 422),
     "invalid_header": ProblemType("Invalid import header", 422),
     "same_household": ProblemType("Same household", 422),
@@ -83,6 +81,8 @@ PROBLEMS: dict[str, ProblemType] = {
     "referral_pending": ProblemType("Referral pending", 409),
     "rule_set_exists": ProblemType("Rule set exists", 409),
     "version_not_newer": ProblemType("Version not newer", 409),
+    "no_open_escalation": ProblemType("No open escalation", 409),
+    "already_acknowledged": ProblemType("Escalation already acknowledged", 409),
     "no_rule_set": ProblemType("No rule set", 503),
     # distribution
     "unknown_round": ProblemType("Unknown round", 404),

@@ -1,4 +1,5 @@
-"""HTTP API for officers: assessors assess, refer and close; coordinators list and count cases.
+"""HTTP API for officers: assessors assess, refer and close; coordinators list and count cases, and act
+on the escalations that reached their level (the kecamatan's TKSK coordinator, the Dinas Sosial's operators).
 
 Every route needs an officer token (``Authorization: Bearer``); roles and scopes are in ``authz``.
 Errors: 401/403 for identity and scope, 404 for unknown ids, 409 when the case's state does not
@@ -17,16 +18,18 @@ from puskesos_shared.auth import CurrentOfficer
 
 from .queries import CaseQueries
 from .requests import (
+    AcknowledgeEscalationRequest,
     AssessRequest,
     CloseRequest,
     ListCasesQuery,
+    ListEscalationsQuery,
     PublishRuleSetRequest,
     ReferRequest,
+    ResolveEscalationRequest,
     RespondRequest,
     SummaryQuery,
 )
 from .service import ReferralService
-from .views import case_detail
 
 router = APIRouter(tags=["referral"])
 
@@ -70,6 +73,26 @@ async def close_case(case_id: uuid.UUID, body: CloseRequest, officer: CurrentOff
     return _written(await service.close(officer, case_id, body))
 
 
+@router.post("/cases/{case_id}/escalation/acknowledge",
+             summary="Take on the case's open escalation (the coordinator or Dinas Sosial of its level)")
+async def acknowledge_escalation(case_id: uuid.UUID, body: AcknowledgeEscalationRequest, officer: CurrentOfficer,
+                                 service: Service) -> JSONResponse:
+    return _written(await service.acknowledge_escalation(officer, case_id, body))
+
+
+@router.post("/cases/{case_id}/escalation/resolve",
+             summary="Resolve the case's escalation: back to the village with a new deadline, or handled at the level")
+async def resolve_escalation(case_id: uuid.UUID, body: ResolveEscalationRequest, officer: CurrentOfficer,
+                             service: Service) -> JSONResponse:
+    return _written(await service.resolve_escalation(officer, case_id, body))
+
+
+@router.get("/escalations", summary="Escalated cases in the officer's scope at its level, longest escalated first")
+async def list_escalations(query: Annotated[ListEscalationsQuery, Query()], officer: CurrentOfficer,
+                           queries: Queries) -> dict[str, Any]:
+    return await queries.list_escalations(officer, query)
+
+
 @router.get("/cases", summary="Cases of a village or kecamatan with their SLA state")
 async def list_cases(query: Annotated[ListCasesQuery, Query()], officer: CurrentOfficer,
                      queries: Queries) -> dict[str, Any]:
@@ -82,9 +105,9 @@ async def case_summary(query: Annotated[SummaryQuery, Query()], officer: Current
     return await queries.summary(officer, query)
 
 
-@router.get("/cases/{case_id}", summary="One case in full")
+@router.get("/cases/{case_id}", summary="One case in full, with its timeline of events")
 async def get_case(case_id: uuid.UUID, officer: CurrentOfficer, service: Service) -> dict[str, Any]:
-    return case_detail(await service.case_for(officer, case_id), service.clock())
+    return await service.case_page(officer, case_id)
 
 
 @router.get("/cases/{case_id}/assessments/verification",

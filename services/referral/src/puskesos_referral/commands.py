@@ -20,19 +20,21 @@ from pydantic import SecretStr
 from .authz import officer_from_token
 from .queries import CaseQueries
 from .requests import (
+    AcknowledgeEscalationCommand,
     AssessCommand,
     CloseCommand,
     GetCaseCommand,
     GetRuleSetCommand,
     ListCasesCommand,
+    ListEscalationsCommand,
     PublishRuleSetCommand,
     ReferCommand,
+    ResolveEscalationCommand,
     RespondRequest,
     SummaryCommand,
     TargetRespondRequest,
 )
 from .service import ReferralService
-from .views import case_detail
 
 
 def register_commands(runtime: ServiceRuntime, service: ReferralService, queries: CaseQueries,
@@ -53,11 +55,19 @@ def register_commands(runtime: ServiceRuntime, service: ReferralService, queries
         return await service.close(officer_from_token(req.token, secret), req.case_id, req)
 
     async def get_case(req: GetCaseCommand) -> dict[str, Any]:
-        case = await service.case_for(officer_from_token(req.token, secret), req.case_id)
-        return case_detail(case, service.clock())
+        return await service.case_page(officer_from_token(req.token, secret), req.case_id)
 
     async def list_cases(req: ListCasesCommand) -> dict[str, Any]:
         return await queries.list_cases(officer_from_token(req.token, secret), req)
+
+    async def list_escalations(req: ListEscalationsCommand) -> dict[str, Any]:
+        return await queries.list_escalations(officer_from_token(req.token, secret), req)
+
+    async def acknowledge_escalation(req: AcknowledgeEscalationCommand) -> dict[str, Any]:
+        return await service.acknowledge_escalation(officer_from_token(req.token, secret), req.case_id, req)
+
+    async def resolve_escalation(req: ResolveEscalationCommand) -> dict[str, Any]:
+        return await service.resolve_escalation(officer_from_token(req.token, secret), req.case_id, req)
 
     async def case_summary(req: SummaryCommand) -> dict[str, Any]:
         return await queries.summary(officer_from_token(req.token, secret), req)
@@ -74,6 +84,9 @@ def register_commands(runtime: ServiceRuntime, service: ReferralService, queries
         ("get_case", GetCaseCommand, get_case), ("list_cases", ListCasesCommand, list_cases),
         ("case_summary", SummaryCommand, case_summary), ("publish_rule_set", PublishRuleSetCommand, publish_rule_set),
         ("get_rule_set", GetRuleSetCommand, get_rule_set),
+        ("list_escalations", ListEscalationsCommand, list_escalations),
+        ("acknowledge_escalation", AcknowledgeEscalationCommand, acknowledge_escalation),
+        ("resolve_escalation", ResolveEscalationCommand, resolve_escalation),
     ]
     subjects = [subscribe_command(runtime.broker, runtime.topology, service="referral", name=name, request=model,
                                   handler=handler) for name, model, handler in handlers]

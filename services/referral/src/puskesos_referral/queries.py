@@ -1,4 +1,5 @@
-"""Read side for coordinators and the social office: case lists with SLA state, monthly counts, rule sets."""
+"""Read side for coordinators and the social office: case lists with SLA state, escalations to act on,
+monthly counts, rule sets."""
 
 from __future__ import annotations
 
@@ -7,17 +8,22 @@ from typing import Any
 
 from puskesos_shared.auth import Officer
 from puskesos_shared.commands import CommandError
+from puskesos_shared.contracts.referral import EscalationLevel
 from puskesos_shared.mongo import Document
+from puskesos_shared.regions import district_of, villages_of
 
 from . import authz
 from .domain import sla
 from .domain.case import CaseStatus
 from .domain.sla import SlaState
-from .requests import CaseScope, ListCasesQuery, StatusFilter, SummaryQuery
+from .requests import CaseScope, ListCasesQuery, ListEscalationsQuery, StatusFilter, SummaryQuery
 from .rulebook import RULES_NAME
 from .service import Clock
 from .store import CaseStore, open_statuses
-from .views import case_row, summary
+from .views import case_row, escalation_row, summary
+
+#: Levels an escalation can reach (the list's default for officers who do not act on one level).
+ESCALATED_LEVELS = tuple(level for level in EscalationLevel if level is not EscalationLevel.VILLAGE)
 
 
 def _scope_filter(scope: CaseScope) -> Document:
@@ -32,6 +38,28 @@ def _sla_filter(state: SlaState, today: dt.date) -> Document:
     if state is SlaState.AT_RISK:
         return {"sla_due_on": {"$gte": today.isoformat(), "$lte": at_risk_until}}
     return {"sla_due_on": {"$gt": at_risk_until}}
+
+
+def _officer_scope_filter(scope: tuple[str, ...]) -> Document:
+    """Cases anywhere in an officer's scope (villages, kecamatan or regencies), as kecamatan and village codes."""
+    kecamatans: set[str] = set()
+    villages: list[str] = []
+    for code in scope:
+        depth = code.count(".")
+        if depth == 3:
+            villages.append(code)
+        elif depth == 2:
+            kecamatans.add(code)
+        elif depth == 1:
+            kecamatans.update(district_of(v) for v in villages_of(code))
+    parts: list[Document] = []
+    if kecamatans:
+        parts.append({"kecamatan_code": {"$in": sorted(kecamatans)}})
+    if villages:
+        parts.append({"village_code": {"$in": villages}})
+    if not parts:
+        return {"_id": {"$in": []}}  # a scope naming no region (cannot be issued): nothing
+    return parts[0] if len(parts) == 1 else {"$or": parts}
 
 
 class CaseQueries:
@@ -56,6 +84,29 @@ class CaseQueries:
         cases, total = await self.store.find_cases(filters, skip=query.offset, limit=query.limit)
         return {"total": total, "offset": query.offset, "limit": query.limit, "as_of": today.isoformat(),
                 "items": [case_row(c, now) for c in cases]}
+
+    async def list_escalations(self, officer: Officer, query: ListEscalationsQuery) -> dict[str, Any]:
+        """Escalated cases in the officer's scope whose latest escalation reached ``query.level`` (default:
+        the officer's own level) and has ``query.status``, longest escalated first."""
+        authz.require_role(officer, authz.READ)
+        narrowed = query.village_code or query.kecamatan_code
+        if narrowed:
+            authz.require_scope(officer, narrowed)
+            scope: Document = ({"village_code": query.village_code} if query.village_code
+                               else {"kecamatan_code": query.kecamatan_code})
+        else:
+            scope = _officer_scope_filter(officer.scope)
+        own = authz.ESCALATION_LEVEL_OF.get(officer.role)
+        levels = [query.level] if query.level else [own] if own else list(ESCALATED_LEVELS)
+        filters: Document = {"escalation_level": {"$in": [level.value for level in levels]},
+                             "escalation_status": query.status.value, **scope}
+        skip = (query.page - 1) * query.page_size
+        cases, total = await self.store.find_escalated(filters, skip=skip, limit=query.page_size)
+        now = self.clock()
+        rows = [escalation_row(case, case.latest_escalation, now) for case in cases
+                if case.latest_escalation is not None]
+        return {"total": total, "page": query.page, "page_size": query.page_size, "status": query.status.value,
+                "levels": [level.value for level in levels], "as_of": now.isoformat(), "items": rows}
 
     async def summary(self, officer: Officer, query: SummaryQuery) -> dict[str, Any]:
         authz.require_role(officer, authz.READ)

@@ -15,10 +15,11 @@ from enum import StrEnum
 from typing import Self
 
 from puskesos_shared.contracts.primitives import DistrictCode, KKNumber, LongText, VillageCode
-from puskesos_shared.contracts.referral import CaseResolution, ReferralOutcome
+from puskesos_shared.contracts.referral import CaseResolution, EscalationAction, EscalationLevel, ReferralOutcome
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .domain.assessment import Observations
+from .domain.case import EscalationStatus
 from .domain.rules import RuleSet
 from .domain.sla import SlaState
 
@@ -93,6 +94,34 @@ class CloseRequest(BaseModel):
     reason: LongText
 
 
+class AcknowledgeEscalationRequest(BaseModel):
+    """The level's officer takes the case's open escalation on."""
+
+    model_config = _STRICT
+    command_id: uuid.UUID | None = None
+    note: str = Field(default="", max_length=2000, description="For the officers (personal data: not in feeds)")
+
+
+class ResolveEscalationRequest(BaseModel):
+    """Resolves the case's escalation: back to the village with instructions (``note``) and a new deadline,
+    or handled at the level (a new deadline there when ``due_in_working_days`` is given)."""
+
+    model_config = _STRICT
+    command_id: uuid.UUID | None = None
+    action: EscalationAction
+    note: str = Field(min_length=1, max_length=2000,
+                      description="Instructions to the village, or what the level does (personal data: not in feeds)")
+    due_in_working_days: int | None = Field(
+        default=None, ge=1, le=30, description="The new deadline in working days (lokal-id holidays) from today: "
+                                               "required for returned_to_village")
+
+    @model_validator(mode="after")
+    def _deadline(self) -> Self:
+        if self.action is EscalationAction.RETURNED_TO_VILLAGE and self.due_in_working_days is None:
+            raise ValueError("returned_to_village needs due_in_working_days")
+        return self
+
+
 class CaseScope(BaseModel):
     model_config = _STRICT
     village_code: VillageCode | None = None
@@ -120,6 +149,27 @@ class ListCasesQuery(CaseScope):
     sla_state: SlaState | None = None
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=100_000)
+
+
+class ListEscalationsQuery(BaseModel):
+    """Escalated cases in the officer's scope; ``level`` defaults to the officer's own (a coordinator's:
+    kecamatan, an operator's: dinas_sosial, anyone else's: both)."""
+
+    model_config = _STRICT
+    status: EscalationStatus = EscalationStatus.OPEN
+    level: EscalationLevel | None = None
+    village_code: VillageCode | None = None
+    kecamatan_code: DistrictCode | None = None
+    page: int = Field(default=1, ge=1, le=10_000)
+    page_size: int = Field(default=50, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.level is EscalationLevel.VILLAGE:
+            raise ValueError("level is kecamatan or dinas_sosial (no escalation reaches the village)")
+        if self.village_code is not None and self.kecamatan_code is not None:
+            raise ValueError("give at most one of village_code and kecamatan_code")
+        return self
 
 
 class SummaryQuery(CaseScope):
@@ -160,6 +210,18 @@ class ReferCommand(ReferRequest, _Authenticated):
 
 class CloseCommand(CloseRequest, _Authenticated):
     case_id: uuid.UUID
+
+
+class AcknowledgeEscalationCommand(AcknowledgeEscalationRequest, _Authenticated):
+    case_id: uuid.UUID
+
+
+class ResolveEscalationCommand(ResolveEscalationRequest, _Authenticated):
+    case_id: uuid.UUID
+
+
+class ListEscalationsCommand(ListEscalationsQuery, _Authenticated):
+    pass
 
 
 class GetCaseCommand(_Authenticated):

@@ -32,6 +32,7 @@ from .domain.assessment import build_inputs, household_inputs
 from .domain.case import Case, CaseRuleError
 from .domain.decisions import (
     Decision,
+    acknowledge_escalation,
     check_referral,
     close_case,
     escalate_overdue,
@@ -39,13 +40,21 @@ from .domain.decisions import (
     open_case,
     record_assessment,
     referral_id_for,
+    resolve_escalation,
     resolve_referral,
 )
 from .metrics import CLAIMS_LOST, ESCALATIONS
-from .requests import AssessRequest, CloseRequest, ReferRequest, RespondRequest
+from .requests import (
+    AcknowledgeEscalationRequest,
+    AssessRequest,
+    CloseRequest,
+    ReferRequest,
+    ResolveEscalationRequest,
+    RespondRequest,
+)
 from .rulebook import RuleBook
 from .store import CaseStore, Entries, change_id
-from .views import case_detail
+from .views import case_detail, escalation_row
 
 log = structlog.get_logger("puskesos.referral")
 Clock = Callable[[], dt.datetime]
@@ -280,6 +289,51 @@ class ReferralService:
         case, duplicate = await self._mutate(case_id, command_id, decide, self._in_scope(officer))
         return {"duplicate": duplicate, "case": case_detail(case, self.clock())}
 
+    # --- acting on an escalation -----------------------------------------------------------------
+    @staticmethod
+    def _may_act_on_escalation(officer: Officer) -> Callable[[Case], None]:
+        """Scope over the case's village, and the role of the level its latest escalation reached."""
+        def check(case: Case) -> None:
+            authz.require_scope(officer, case.village_code)
+            latest = case.latest_escalation
+            if latest is None:
+                raise CommandError("no_open_escalation", "the case was never escalated", status=409)
+            authz.require_escalation_role(officer, latest.to_level)
+        return check
+
+    def _escalation_result(self, case: Case, duplicate: bool) -> dict[str, Any]:
+        latest = case.latest_escalation
+        assert latest is not None  # checked before deciding
+        now = self.clock()
+        return {"duplicate": duplicate, "escalation": escalation_row(case, latest, now),
+                "case": case_detail(case, now)}
+
+    async def acknowledge_escalation(self, officer: Officer, case_id: uuid.UUID,
+                                     req: AcknowledgeEscalationRequest) -> dict[str, Any]:
+        """The level's officer takes the case's open escalation on (``EscalationAcknowledged``)."""
+        authz.require_role(officer, authz.ESCALATION_ACTORS)
+        command_id = str(req.command_id or new_id())
+
+        async def decide(case: Case) -> Decision:
+            return acknowledge_escalation(case, command_id=command_id, actor=officer.actor(), note=req.note,
+                                          now=self.clock())
+
+        case, duplicate = await self._mutate(case_id, command_id, decide, self._may_act_on_escalation(officer))
+        return self._escalation_result(case, duplicate)
+
+    async def resolve_escalation(self, officer: Officer, case_id: uuid.UUID,
+                                 req: ResolveEscalationRequest) -> dict[str, Any]:
+        """Resolves the case's escalation (``EscalationResolved``): back to the village, or handled at the level."""
+        authz.require_role(officer, authz.ESCALATION_ACTORS)
+        command_id = str(req.command_id or new_id())
+
+        async def decide(case: Case) -> Decision:
+            return resolve_escalation(case, command_id=command_id, actor=officer.actor(), action=req.action,
+                                      note=req.note, due_in_working_days=req.due_in_working_days, now=self.clock())
+
+        case, duplicate = await self._mutate(case_id, command_id, decide, self._may_act_on_escalation(officer))
+        return self._escalation_result(case, duplicate)
+
     # --- SLA escalation -------------------------------------------------------------------------
     async def escalate_overdue(self, batch: int = 200) -> int:
         """Escalates every case past its level's deadline one level; returns how many this call escalated.
@@ -316,6 +370,12 @@ class ReferralService:
             raise CommandError("case_not_found", "no case has this id", status=404)
         authz.require_scope(officer, case.village_code)
         return case
+
+    async def case_page(self, officer: Officer, case_id: uuid.UUID) -> dict[str, Any]:
+        """One case in full with its timeline (every event of its change log, in order)."""
+        case = await self.case_for(officer, case_id)
+        events = await self.store.case_events(case_id, up_to=case.version)
+        return case_detail(case, self.clock(), events)
 
     async def verify_assessments(self, officer: Officer, case_id: uuid.UUID) -> list[dict[str, Any]]:
         """Re-runs every recorded assessment of a case; each must give the recorded decision."""

@@ -13,8 +13,11 @@ unique key, and what a write produces travels with it:
   version, so a slower writer's older state never stays). Writers decide on it (``current``) and
   probe the change log (``latest``: versions are contiguous, so ``{case_id}:{v+1}``, ... by ``_id``)
   only after losing a claim. Its indexes serve the officers' lists (scope, open statuses as ``$in``,
-  then a range of SLA deadlines) and the sweep (open statuses, levels that can still go up, then
-  the range of level deadlines); sorts are done after the index narrowed the cases.
+  then a range of SLA deadlines), the sweep (open statuses, levels that can still go up, then
+  the range of level deadlines) and the escalation lists (the latest escalation's level and
+  status, then the kecamatan: ``escalation_level``, ``escalation_status`` and ``escalated_at`` are
+  derived fields of the read model only, ``ESCALATION_FIELDS``); sorts are done after the index
+  narrowed the cases.
 * ``pending`` (markers, one per command or escalation writer, written before the claim and
   removed once the change is published): what a crash or a broker outage left half done; the
   sweep reads this small collection instead of every change. (Changes caused by an event need
@@ -41,6 +44,7 @@ from typing import Any, Protocol
 from puskesos_shared.contracts.envelope import Event
 from puskesos_shared.contracts.intake import Household
 from puskesos_shared.contracts.referral import EscalationLevel
+from puskesos_shared.contracts.registry import InvalidMessage, decode_event
 from puskesos_shared.mongo import Document, insert_once, is_duplicate_key
 from puskesos_shared.outbox import outbox_entries
 from puskesos_shared.regions import village_digits
@@ -55,6 +59,8 @@ from .domain.rules import RuleSet
 
 Entries = list[dict[str, Any]]
 LIST_PROJECTION = {"assessments": 0, "commands": 0}
+#: Read-model fields derived from the case's latest escalation (for the escalation lists); not case state.
+ESCALATION_FIELDS = ("escalation_level", "escalation_status", "escalated_at")
 MAX_NUMBER_ATTEMPTS = 50
 #: A marker whose change was never claimed is dropped after this long (the claim follows it at once).
 ABANDONED_MARKER_SECONDS = 120.0
@@ -77,9 +83,18 @@ def change_document(case: Case, entries: Entries, *, published: bool = False) ->
             "state": case.model_dump(mode="json"), "events": entries, "published": published}
 
 
+def escalation_fields(case: Case) -> Document:
+    """The derived fields the escalation lists query: the latest escalation's level, status and time."""
+    latest = case.latest_escalation
+    if latest is None:
+        return dict.fromkeys(ESCALATION_FIELDS)
+    return {"escalation_level": latest.to_level.value, "escalation_status": latest.status.value,
+            "escalated_at": latest.escalated_at.astimezone(dt.UTC).isoformat()}
+
+
 def case_document(case: Case) -> Document:
-    """The read model's document of a case."""
-    return {"_id": str(case.case_id), **case.model_dump(mode="json")}
+    """The read model's document of a case (its state and the derived ``ESCALATION_FIELDS``)."""
+    return {"_id": str(case.case_id), **case.model_dump(mode="json"), **escalation_fields(case)}
 
 
 def referral_number(village_code: str, year: int, seq: int) -> str:
@@ -105,6 +120,8 @@ class CaseStore(Protocol):
     async def unpublished(self, case_id: uuid.UUID, version: int) -> Entries: ...
     async def escalation_candidates(self, before: dt.date, limit: int) -> list[Case]: ...
     async def find_cases(self, query: Document, *, skip: int, limit: int) -> tuple[list[Case], int]: ...
+    async def find_escalated(self, query: Document, *, skip: int, limit: int) -> tuple[list[Case], int]: ...
+    async def case_events(self, case_id: uuid.UUID, *, up_to: int) -> list[Event]: ...
     async def all_cases(self, query: Document) -> list[Case]: ...
     async def add_household_revision(self, *, kk_number: str, household_id: uuid.UUID, household: Household,
                                      revision: int, event_id: uuid.UUID) -> bool: ...
@@ -122,8 +139,11 @@ class CaseStore(Protocol):
                              number: str | None) -> tuple[uuid.UUID, uuid.UUID] | None: ...
 
 
+_NOT_STATE = frozenset({"_id", *ESCALATION_FIELDS})
+
+
 def _case(doc: Document, key: str | None = None) -> Case:
-    body = doc[key] if key else {k: v for k, v in doc.items() if k != "_id"}
+    body = doc[key] if key else {k: v for k, v in doc.items() if k not in _NOT_STATE}
     return Case.model_validate(body)
 
 
@@ -146,6 +166,8 @@ class MongoCaseStore:
                                           name=f"{scope.removesuffix('_code')}_status_due")
         await self.cases.create_index([("status", ASCENDING), ("level", ASCENDING), ("level_due_on", ASCENDING)],
                                       name="status_level_due")  # the escalation sweep
+        await self.cases.create_index([("escalation_level", ASCENDING), ("escalation_status", ASCENDING),
+                                       ("kecamatan_code", ASCENDING)], name="escalation_level_status")
         await self.households.create_index([("niks", ASCENDING)], name="member_niks")
         await self.cases.create_index([("subject_nik", ASCENDING)], name="subject_nik")
         await self.cases.create_index([("kk_number", ASCENDING)], name="kk_number")
@@ -252,6 +274,25 @@ class MongoCaseStore:
                 .sort([("sla_due_on", ASCENDING), ("_id", ASCENDING)]).skip(skip).limit(limit))
         total, docs = await asyncio.gather(self.cases.count_documents(query), page.to_list())
         return [_case(doc) for doc in docs], total
+
+    async def find_escalated(self, query: Document, *, skip: int, limit: int) -> tuple[list[Case], int]:
+        """One page of escalated cases, longest escalated first, and the number of matches."""
+        page = (self.cases.find(query, LIST_PROJECTION)
+                .sort([("escalated_at", ASCENDING), ("_id", ASCENDING)]).skip(skip).limit(limit))
+        total, docs = await asyncio.gather(self.cases.count_documents(query), page.to_list())
+        return [_case(doc) for doc in docs], total
+
+    async def case_events(self, case_id: uuid.UUID, *, up_to: int) -> list[Event]:
+        """Every event of the case's changes up to version ``up_to``, in order (from the change log)."""
+        cursor = self.changes.find({"case_id": str(case_id), "version": {"$lte": up_to}}, {"events": 1, "version": 1})
+        docs = sorted([doc async for doc in cursor], key=lambda d: int(d["version"]))
+        events: list[Event] = []
+        for entry in (entry for doc in docs for entry in doc.get("events") or []):
+            try:
+                events.append(decode_event(entry["body"].encode()))
+            except InvalidMessage:  # a newer release's event type, read by an older replica in a rolling upgrade
+                continue
+        return events
 
     async def all_cases(self, query: Document) -> list[Case]:
         return [_case(doc) async for doc in self.cases.find(query, LIST_PROJECTION)]

@@ -1,4 +1,6 @@
-"""What officers see of a case: full detail, list rows with SLA state, and monthly counts."""
+"""What officers see of a case: full detail with its timeline, list rows with SLA state, escalation rows,
+and monthly counts. Timeline summaries and escalation rows carry no personal data (no NIK, KK, name,
+note, reason or instructions written by people)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from lokal import PiiType, partial_mask
+from puskesos_shared.contracts.envelope import Event
+from puskesos_shared.contracts.referral import (
+    CaseAssessed,
+    CaseClosed,
+    CaseEscalated,
+    CaseOpened,
+    EscalationAcknowledged,
+    EscalationResolved,
+    ReferralIssued,
+    ReferralResolved,
+)
 
 from .domain import sla
-from .domain.case import Case, CaseStatus
+from .domain.case import Case, CaseStatus, EscalationRecord
 
 
 def case_sla_state(case: Case, now: dt.datetime) -> str:
@@ -20,27 +33,43 @@ def case_sla_state(case: Case, now: dt.datetime) -> str:
     return sla.sla_state(case.sla_due_on, sla.local_date(case.village_code, now)).value
 
 
+def sla_days(case: Case, now: dt.datetime) -> tuple[int | None, int | None]:
+    """(working days left, working days overdue) against the resident's SLA; (None, None) once closed."""
+    if case.closure is not None:
+        return None, None
+    today = sla.local_date(case.village_code, now)
+    if today > case.sla_due_on:
+        return 0, sla.overdue_working_days(case.sla_due_on, today)
+    return sla.working_days_between(today, case.sla_due_on), 0
+
+
 def _masked(kind: PiiType, value: str | None) -> str | None:
     return partial_mask(kind, value) if value else None
 
 
 def case_row(case: Case, now: dt.datetime) -> dict[str, Any]:
     """A list row: no assessment detail, personal numbers masked."""
+    left, overdue = sla_days(case, now)
+    latest = case.latest_escalation
     return {
         "case_id": str(case.case_id), "case_number": case.case_number, "category": case.category.value,
         "urgency": case.urgency.value, "village_code": case.village_code, "kecamatan_code": case.kecamatan_code,
         "status": case.status.value, "level": case.level.value, "filed_on": case.filed_on.isoformat(),
         "sla_due_on": case.sla_due_on.isoformat(), "level_due_on": case.level_due_on.isoformat(),
-        "sla_state": case_sla_state(case, now), "subject_nik": _masked("NIK", case.subject_nik),
+        "sla_state": case_sla_state(case, now), "working_days_left": left, "overdue_working_days": overdue,
+        "escalation_status": latest.status.value if latest else None, "subject_nik": _masked("NIK", case.subject_nik),
         "kk_number": _masked("KK", case.kk_number), "escalations": len(case.escalations),
         "open_referral": (case.pending_referral.referral_number if case.pending_referral else None),
         "resolution": case.closure.resolution.value if case.closure else None,
     }
 
 
-def case_detail(case: Case, now: dt.datetime) -> dict[str, Any]:
-    """Everything about one case, for the officers in its scope."""
+def case_detail(case: Case, now: dt.datetime, events: Iterable[Event] | None = None) -> dict[str, Any]:
+    """Everything about one case, for the officers in its scope; with ``events`` (the case's change log),
+    its ``timeline``."""
     body = case.model_dump(mode="json", exclude={"commands"})
+    for record, dumped in zip(case.escalations, body["escalations"], strict=True):
+        dumped["status"] = record.status.value
     body["assessments"] = [
         {"assessment_id": str(a.assessment_id), "assessed_by": a.event.data.assessed_by,
          "assessed_at": a.event.occurred_at.isoformat(), "rule_set_version": a.event.data.rule_set_version,
@@ -49,7 +78,71 @@ def case_detail(case: Case, now: dt.datetime) -> dict[str, Any]:
         for a in case.assessments
     ]
     body["sla_state"] = case_sla_state(case, now)
+    body["working_days_left"], body["overdue_working_days"] = sla_days(case, now)
+    if events is not None:
+        body["timeline"] = timeline(case, events)
     return body
+
+
+def escalation_row(case: Case, record: EscalationRecord, now: dt.datetime) -> dict[str, Any]:
+    """A row of the escalation list: the case, the escalation's level, since when, how late, its status."""
+    today = sla.local_date(case.village_code, now)
+    ack, done = record.acknowledgement, record.resolution
+    return {
+        "case_id": str(case.case_id), "case_number": case.case_number, "village_code": case.village_code,
+        "kecamatan_code": case.kecamatan_code, "category": case.category.value, "urgency": case.urgency.value,
+        "case_status": case.status.value, "level": record.to_level.value, "from_level": record.from_level.value,
+        "escalated_at": record.escalated_at.isoformat(), "escalation_event_id": str(record.event_id),
+        "reason": record.reason, "missed_due_on": record.missed_due_on.isoformat(),
+        "sla_due_on": case.sla_due_on.isoformat(), "level_due_on": case.level_due_on.isoformat(),
+        "current_level": case.level.value, "sla_state": case_sla_state(case, now),
+        "overdue_working_days": sla.overdue_working_days(case.sla_due_on, today) if case.closure is None else None,
+        "status": record.status.value,
+        "acknowledged_by": ack.by if ack else None, "acknowledged_at": ack.at.isoformat() if ack else None,
+        "resolved_by": done.by if done else None, "resolved_at": done.at.isoformat() if done else None,
+        "resolution": done.action if done else None,
+    }
+
+
+# --- the timeline ---------------------------------------------------------------------------------
+def _summary(case: Case, event: Event) -> str:
+    """One line about an event, without personal data (notes, reasons and instructions are left out)."""
+    match event:
+        case CaseOpened(data=d):
+            return (f"case opened: {d.category.value}, urgency {d.urgency.value}, SLA {d.sla_working_days} "
+                    f"working days (due {d.sla_due_on.isoformat()})")
+        case CaseAssessed(data=d):
+            eligible = [e.program.value for e in d.result.eligibility if e.eligible]
+            return (f"assessed with {d.rule_set_version}: {d.result.pmks_category.value}, score "
+                    f"{d.result.vulnerability_score:g}, eligible for {', '.join(eligible) or 'no program'}")
+        case ReferralIssued(data=d):
+            return (f"referral {d.referral_number} issued to {d.target.name} ({d.target.kind.value}), "
+                    f"due {d.due_on.isoformat()}")
+        case ReferralResolved(data=d):
+            referral = case.referral(d.referral_id)
+            number = referral.referral_number if referral else str(d.referral_id)
+            return f"referral {number} answered: {d.outcome.value}"
+        case CaseEscalated(data=d):
+            return (f"escalated from {d.from_level.value} to {d.to_level.value}: {d.reason} "
+                    f"({d.overdue_working_days} working days overdue)")
+        case EscalationAcknowledged(data=d):
+            return f"escalation at {d.level.value} acknowledged"
+        case EscalationResolved(data=d):
+            if d.level_after is not d.level:
+                return (f"escalation at {d.level.value} resolved ({d.action.value}): back to {d.level_after.value}, "
+                        f"due {d.due_on.isoformat()}")
+            return f"escalation at {d.level.value} resolved ({d.action.value}), due {d.due_on.isoformat()}"
+        case CaseClosed(data=d):
+            return f"closed: {d.resolution.value}"
+    return event.event_type
+
+
+def timeline(case: Case, events: Iterable[Event]) -> list[dict[str, Any]]:
+    """Every event of the case in order: type, when, who (kind, id, role) and a one-line summary."""
+    return [{"event_id": str(e.event_id), "event_type": e.event_type, "occurred_at": e.occurred_at.isoformat(),
+             "actor": {"kind": e.actor.kind.value, "id": e.actor.id,
+                       "role": e.actor.role.value if e.actor.role else None},
+             "summary": _summary(case, e)} for e in events]
 
 
 def summary(cases: Iterable[Case], start: dt.date, end: dt.date, now: dt.datetime) -> dict[str, Any]:

@@ -15,7 +15,16 @@ from .distribution import (
 from .envelope import Actor, ActorKind, Contract, Event, EventMeta, OpenEnum
 from .intake import ComplaintFiled, HouseholdRegistered, HouseholdUpdated
 from .notification import NotificationFailed, NotificationSent
-from .referral import CaseAssessed, CaseClosed, CaseEscalated, CaseOpened, ReferralIssued, ReferralResolved
+from .referral import (
+    CaseAssessed,
+    CaseClosed,
+    CaseEscalated,
+    CaseOpened,
+    EscalationAcknowledged,
+    EscalationResolved,
+    ReferralIssued,
+    ReferralResolved,
+)
 from .registry import EVENT_TYPES, InvalidMessage, UnknownEventVersion, decode_event, model_for, subject_for
 
 __all__ = [
@@ -34,6 +43,8 @@ __all__ = [
     "ComplaintFiled",
     "Contract",
     "DisbursementFailed",
+    "EscalationAcknowledged",
+    "EscalationResolved",
     "Event",
     "EventMeta",
     "HouseholdRegistered",

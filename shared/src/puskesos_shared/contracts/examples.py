@@ -83,7 +83,12 @@ from .referral import (
     CaseOpened,
     CaseOpenedData,
     CaseResolution,
+    EscalationAcknowledged,
+    EscalationAcknowledgedData,
+    EscalationAction,
     EscalationLevel,
+    EscalationResolved,
+    EscalationResolvedData,
     ProgramEligibility,
     ReferralIssued,
     ReferralIssuedData,
@@ -112,6 +117,7 @@ ALLOCATION_ID, HOUSEHOLD_ID, IMPORT_BATCH_ID = _uid(6), _uid(7), _uid(8)
 FRONT_OFFICE = Actor(kind=ActorKind.OFFICER, id="officer-blimbing-01", role=OfficerRole.FRONT_OFFICE)
 ASSESSOR = Actor(kind=ActorKind.OFFICER, id="officer-blimbing-03", role=OfficerRole.ASSESSOR)
 OPERATOR = Actor(kind=ActorKind.OFFICER, id="dinsos-malang-op-01", role=OfficerRole.OPERATOR)
+COORDINATOR = Actor(kind=ActorKind.OFFICER, id="tksk-blimbing-01", role=OfficerRole.COORDINATOR)
 
 
 def household() -> Household:
@@ -235,6 +241,27 @@ def _case_escalated() -> Event:
     )
 
 
+def _escalation_acknowledged() -> Event:
+    return EscalationAcknowledged(
+        producer="referral", **_meta(18, COORDINATOR, f"case:{CASE_ID}", str(_uid(19))),
+        data=EscalationAcknowledgedData(case_id=CASE_ID, level=EscalationLevel.KECAMATAN,
+                                        escalation_event_id=_uid(108), acknowledged_by=COORDINATOR.id,
+                                        acknowledged_at=AT + dt.timedelta(days=6, hours=1),
+                                        note="Saya hubungi kepala desa hari ini."),
+    )
+
+
+def _escalation_resolved() -> Event:
+    return EscalationResolved(
+        producer="referral", **_meta(19, COORDINATOR, f"case:{CASE_ID}", str(_uid(20))),
+        data=EscalationResolvedData(case_id=CASE_ID, level=EscalationLevel.KECAMATAN, escalation_event_id=_uid(108),
+                                    action=EscalationAction.RETURNED_TO_VILLAGE, resolved_by=COORDINATOR.id,
+                                    resolved_at=AT + dt.timedelta(days=6, hours=3),
+                                    note="Lakukan asesmen di rumah keluarga besok pagi, lalu rujuk ke Dinsos.",
+                                    level_after=EscalationLevel.VILLAGE, due_on=dt.date(2026, 11, 12)),
+    )
+
+
 def _case_closed() -> Event:
     return CaseClosed(
         producer="referral", **_meta(9, ASSESSOR, f"case:{CASE_ID}", str(_uid(107))),
@@ -355,6 +382,8 @@ EXAMPLES: dict[str, Callable[[], Event]] = {
     "ReferralIssued": _referral_issued,
     "ReferralResolved": _referral_resolved,
     "CaseEscalated": _case_escalated,
+    "EscalationAcknowledged": _escalation_acknowledged,
+    "EscalationResolved": _escalation_resolved,
     "CaseClosed": _case_closed,
     "AidRoundOpened": _round_opened,
     "AidAllocated": _allocated,

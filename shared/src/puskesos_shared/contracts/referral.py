@@ -1,4 +1,10 @@
-"""Events of the referral (case management) service: cases, assessments, referrals, escalation."""
+"""Events of the referral (case management) service: cases, assessments, referrals, escalation.
+
+An escalation (``CaseEscalated``: the SLA sweep or a second rejection moved the case up a level)
+is acted on at the level it reached: the kecamatan coordinator (TKSK) or the Dinas Sosial takes
+it on (``EscalationAcknowledged``) and resolves it (``EscalationResolved``), either returning the
+case to the village officers with instructions and a new deadline, or handling it at that level.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from .envelope import Contract, Event
+from .envelope import Contract, Event, OpenEnum
 from .intake import ComplaintCategory, Urgency
 from .primitives import (
     NIK,
@@ -120,6 +126,37 @@ class CaseEscalatedData(Contract):
     overdue_working_days: int = Field(ge=0)
 
 
+class EscalationAcknowledgedData(Contract):
+    case_id: uuid.UUID
+    level: EscalationLevel = Field(description="The level the case was escalated to, whose officer takes it on")
+    escalation_event_id: uuid.UUID = Field(description="The CaseEscalated event acknowledged")
+    acknowledged_by: str = Field(min_length=1, max_length=100, description="The officer id")
+    acknowledged_at: AwareDatetime
+    note: str = Field(default="", max_length=2000, json_schema_extra=personal())
+
+
+class EscalationAction(OpenEnum):
+    """How an escalation was resolved (open: a reader keeps an action it does not know, and reads
+    the case's level and deadline from ``level_after`` and ``due_on``)."""
+
+    RETURNED_TO_VILLAGE = "returned_to_village"  # back to the village officers, with instructions and a deadline
+    HANDLED_AT_LEVEL = "handled_at_level"  # the coordinator (or the Dinas Sosial) handles the case itself
+
+
+class EscalationResolvedData(Contract):
+    case_id: uuid.UUID
+    level: EscalationLevel = Field(description="The level whose escalation is resolved")
+    escalation_event_id: uuid.UUID = Field(description="The CaseEscalated event resolved")
+    action: EscalationAction
+    resolved_by: str = Field(min_length=1, max_length=100, description="The officer id")
+    resolved_at: AwareDatetime
+    note: LongText = Field(description="Instructions to the village, or what the level does",
+                           json_schema_extra=personal())
+    level_after: EscalationLevel = Field(description="The level the case is at after the resolution")
+    due_on: dt.date = Field(description="The case's deadline at level_after (lokal-id working days); past it, "
+                                        "the case escalates again (nothing goes above the Dinas Sosial)")
+
+
 class CaseResolution(StrEnum):
     RESOLVED = "resolved"
     REFERRED_AND_COMPLETED = "referred_and_completed"
@@ -181,3 +218,19 @@ class CaseClosed(Event):
     event_type: Literal["CaseClosed"] = "CaseClosed"
     schema_version: Literal[1] = 1
     data: CaseClosedData
+
+
+class EscalationAcknowledged(Event):
+    PRODUCER: ClassVar[str] = "referral"
+    SUBJECT_NAME: ClassVar[str] = "escalation_acknowledged"
+    event_type: Literal["EscalationAcknowledged"] = "EscalationAcknowledged"
+    schema_version: Literal[1] = 1
+    data: EscalationAcknowledgedData
+
+
+class EscalationResolved(Event):
+    PRODUCER: ClassVar[str] = "referral"
+    SUBJECT_NAME: ClassVar[str] = "escalation_resolved"
+    event_type: Literal["EscalationResolved"] = "EscalationResolved"
+    schema_version: Literal[1] = 1
+    data: EscalationResolvedData

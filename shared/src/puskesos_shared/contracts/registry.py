@@ -27,7 +27,16 @@ from .distribution import (
 from .envelope import Event
 from .intake import ComplaintFiled, HouseholdRegistered, HouseholdUpdated
 from .notification import NotificationFailed, NotificationSent
-from .referral import CaseAssessed, CaseClosed, CaseEscalated, CaseOpened, ReferralIssued, ReferralResolved
+from .referral import (
+    CaseAssessed,
+    CaseClosed,
+    CaseEscalated,
+    CaseOpened,
+    EscalationAcknowledged,
+    EscalationResolved,
+    ReferralIssued,
+    ReferralResolved,
+)
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     HouseholdRegistered,
@@ -38,6 +47,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReferralIssued,
     ReferralResolved,
     CaseEscalated,
+    EscalationAcknowledged,
+    EscalationResolved,
     CaseClosed,
     AidRoundOpened,
     AidAllocated,

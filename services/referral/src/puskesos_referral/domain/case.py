@@ -12,8 +12,18 @@ Lifecycle::
 
 A rejection sends the case back to ``needs_reassessment``; the second rejection on one case
 also escalates it one level at once (the referral path is not working; a coordinator must
-look). A closed case accepts nothing further. ``version`` grows by one on every change and
-guards every write (optimistic concurrency; several replicas may handle one case).
+look).
+
+Escalations (``EscalationRecord``, one per level reached, in order) are acted on at the level
+they reached: the latest one is ``open`` until the level's officer acknowledges it
+(``acknowledged``), and ``resolved`` once that officer returns the case to the village (level
+back to village, a new deadline there: past it the case escalates again) or handles it at the
+level; closing the case resolves an escalation left open (action ``case_closed``), and so does the
+next escalation (``escalated_further``). The status of
+a case (above) is independent of its escalation.
+
+A closed case accepts nothing further. ``version`` grows by one on every change and guards every
+write (optimistic concurrency; several replicas may handle one case).
 """
 
 from __future__ import annotations
@@ -100,6 +110,39 @@ class ReferralRecord(BaseModel):
     responses: tuple[ResponseRecord, ...] = ()
 
 
+class EscalationStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+#: Resolutions that are no ``EscalationAction``: an escalation left open when its case was closed, or
+#: when the case went on to the next level.
+CASE_CLOSED_ACTION = "case_closed"
+ESCALATED_FURTHER_ACTION = "escalated_further"
+
+
+class EscalationAcknowledgement(BaseModel):
+    model_config = _FROZEN
+    by: str
+    role: str | None = None
+    at: AwareDatetime
+    note: str = ""
+    event_id: uuid.UUID
+
+
+class EscalationResolution(BaseModel):
+    model_config = _FROZEN
+    by: str
+    role: str | None = None
+    at: AwareDatetime
+    action: str  # an EscalationAction value, CASE_CLOSED_ACTION or ESCALATED_FURTHER_ACTION
+    note: str = ""
+    level_after: EscalationLevel
+    due_on: dt.date | None = None  # the deadline at level_after (None when the case was closed)
+    event_id: uuid.UUID
+
+
 class EscalationRecord(BaseModel):
     model_config = _FROZEN
     from_level: EscalationLevel
@@ -108,6 +151,14 @@ class EscalationRecord(BaseModel):
     escalated_at: AwareDatetime
     missed_due_on: dt.date
     event_id: uuid.UUID
+    acknowledgement: EscalationAcknowledgement | None = None
+    resolution: EscalationResolution | None = None
+
+    @property
+    def status(self) -> EscalationStatus:
+        if self.resolution is not None:
+            return EscalationStatus.RESOLVED
+        return EscalationStatus.OPEN if self.acknowledgement is None else EscalationStatus.ACKNOWLEDGED
 
 
 class Closure(BaseModel):
@@ -159,6 +210,18 @@ class Case(BaseModel):
     @property
     def pending_referral(self) -> ReferralRecord | None:
         return next((r for r in self.referrals if r.status in PENDING_REFERRAL), None)
+
+    @property
+    def latest_escalation(self) -> EscalationRecord | None:
+        return self.escalations[-1] if self.escalations else None
+
+    @property
+    def open_escalation(self) -> EscalationRecord | None:
+        """The escalation awaiting action at the case's level (open or acknowledged), if any."""
+        latest = self.latest_escalation
+        if latest is None or latest.resolution is not None or latest.to_level is not self.level:
+            return None
+        return latest
 
     def referral(self, referral_id: uuid.UUID) -> ReferralRecord | None:
         return next((r for r in self.referrals if r.referral_id == referral_id), None)

@@ -21,6 +21,12 @@ from puskesos_shared.contracts.referral import (
     CaseOpened,
     CaseOpenedData,
     CaseResolution,
+    EscalationAcknowledged,
+    EscalationAcknowledgedData,
+    EscalationAction,
+    EscalationLevel,
+    EscalationResolved,
+    EscalationResolvedData,
     ReferralIssued,
     ReferralIssuedData,
     ReferralOutcome,
@@ -35,12 +41,16 @@ from puskesos_shared.regions import district_of
 from . import sla
 from .assessment import AssessmentInputs, assess
 from .case import (
+    CASE_CLOSED_ACTION,
+    ESCALATED_FURTHER_ACTION,
     AssessmentRecord,
     Case,
     CaseRuleError,
     CaseStatus,
     Closure,
+    EscalationAcknowledgement,
     EscalationRecord,
+    EscalationResolution,
     ReferralRecord,
     ReferralStatus,
     ResponseRecord,
@@ -223,14 +233,24 @@ def escalation_due(case: Case, now: dt.datetime) -> bool:
     return sla.local_date(case.village_code, now) > case.level_due_on
 
 
+def escalation_event_id(case: Case, to_level: EscalationLevel) -> uuid.UUID:
+    """The id of the case's next escalation to ``to_level``: (case, level) for the first, and the
+    ordinal from the second on (a case returned to the village may reach a level again)."""
+    reached = sum(1 for e in case.escalations if e.to_level is to_level)
+    if reached == 0:
+        return stable_id("escalation", case.case_id, to_level.value)
+    return stable_id("escalation", case.case_id, to_level.value, reached + 1)
+
+
 def escalate(case: Case, *, now: dt.datetime, reason: str, causation: str | None = None,
              bump: bool = True) -> Decision | None:
-    """Moves the case one level up (None at the top). The event id depends on (case, level) only."""
+    """Moves the case one level up (None at the top). The event id depends on (case, level, how many
+    times the case reached that level) only."""
     to_level = sla.next_level(case.level)
     if to_level is None or case.status is CaseStatus.CLOSED:
         return None
     today = sla.local_date(case.village_code, now)
-    event_id = stable_id("escalation", case.case_id, to_level.value)
+    event_id = escalation_event_id(case, to_level)
     event = CaseEscalated(
         **meta(case, event_id=event_id, now=now, causation=causation or str(case.opened_event_id),
                actor=SLA_ACTOR),
@@ -240,8 +260,14 @@ def escalate(case: Case, *, now: dt.datetime, reason: str, causation: str | None
     )
     record = EscalationRecord(from_level=case.level, to_level=to_level, reason=reason, escalated_at=now,
                               missed_due_on=case.level_due_on, event_id=event_id)
-    changes: dict[str, Any] = {"level": to_level, "level_due_on": sla.level_due_on(to_level, today, case.sla_due_on),
-               "escalations": (*case.escalations, record)}
+    due = sla.level_due_on(to_level, today, case.sla_due_on)
+    earlier = case.escalations
+    superseded = case.open_escalation
+    if superseded is not None:  # the level did not resolve its escalation: it goes on to the next
+        done = EscalationResolution(by=SLA_ACTOR.id, at=now, action=ESCALATED_FURTHER_ACTION, level_after=to_level,
+                                    due_on=due, event_id=event_id)
+        earlier = _replace_latest(case, superseded.model_copy(update={"resolution": done}))
+    changes: dict[str, Any] = {"level": to_level, "level_due_on": due, "escalations": (*earlier, record)}
     new = _next(case, **changes) if bump else case.model_copy(update=changes)
     return Decision(new, (event,))
 
@@ -251,6 +277,75 @@ def escalate_overdue(case: Case, now: dt.datetime) -> Decision | None:
         return None
     what = "not resolved" if case.level.value == "village" else "not resolved after escalation"
     return escalate(case, now=now, reason=f"SLA breached: {what} by {case.level_due_on.isoformat()}")
+
+
+# --- acting on an escalation --------------------------------------------------------------------
+def _awaiting(case: Case) -> EscalationRecord:
+    _open(case)
+    record = case.open_escalation
+    if record is None:
+        raise CaseRuleError("no_open_escalation", "the case has no escalation awaiting action at its level "
+                            "(never escalated, or resolved already)")
+    return record
+
+
+def _replace_latest(case: Case, record: EscalationRecord) -> tuple[EscalationRecord, ...]:
+    return (*case.escalations[:-1], record)
+
+
+def acknowledge_escalation(case: Case, *, command_id: str, actor: Actor, note: str, now: dt.datetime) -> Decision:
+    """The level's officer takes the escalation on. Acknowledged already by the same officer: nothing to
+    do; by another: refused (``already_acknowledged``)."""
+    record = _awaiting(case)
+    if record.acknowledgement is not None:
+        if record.acknowledgement.by == actor.id:
+            return Decision(case, ())
+        raise CaseRuleError("already_acknowledged", f"the escalation was acknowledged by officer "
+                            f"{record.acknowledgement.by} already")
+    event_id = derived_event_id(command_id, "escalation_acknowledged")
+    event = EscalationAcknowledged(
+        **meta(case, event_id=event_id, now=now, causation=command_id, actor=actor),
+        data=EscalationAcknowledgedData(case_id=case.case_id, level=record.to_level,
+                                        escalation_event_id=record.event_id, acknowledged_by=actor.id,
+                                        acknowledged_at=now, note=note),
+    )
+    ack = EscalationAcknowledgement(by=actor.id, role=actor.role.value if actor.role else None, at=now, note=note,
+                                    event_id=event_id)
+    updated = record.model_copy(update={"acknowledgement": ack})
+    return Decision(_next(case, command_id, escalations=_replace_latest(case, updated)), (event,))
+
+
+def resolve_escalation(case: Case, *, command_id: str, actor: Actor, action: EscalationAction, note: str,
+                       due_in_working_days: int | None, now: dt.datetime) -> Decision:
+    """Resolves the case's open escalation. ``returned_to_village``: the case goes back to the village
+    with a new deadline ``due_in_working_days`` working days from today; ``handled_at_level``: the case
+    stays at the level, with a new deadline there when ``due_in_working_days`` is given."""
+    record = _awaiting(case)
+    today = sla.local_date(case.village_code, now)
+    due_on = sla.add_working_days(today, due_in_working_days) if due_in_working_days else None
+    if action is EscalationAction.RETURNED_TO_VILLAGE:
+        if due_on is None:
+            raise CaseRuleError("invalid_request", "returned_to_village needs due_in_working_days", status=422)
+        level_after = EscalationLevel.VILLAGE
+    elif action is EscalationAction.HANDLED_AT_LEVEL:
+        level_after = case.level
+        due_on = due_on or case.level_due_on
+    else:  # pragma: no cover - the request model accepts known actions only
+        raise CaseRuleError("invalid_request", "unknown escalation action", status=422)
+    event_id = derived_event_id(command_id, "escalation_resolved")
+    event = EscalationResolved(
+        **meta(case, event_id=event_id, now=now, causation=command_id, actor=actor),
+        data=EscalationResolvedData(case_id=case.case_id, level=record.to_level, escalation_event_id=record.event_id,
+                                    action=action, resolved_by=actor.id, resolved_at=now, note=note,
+                                    level_after=level_after, due_on=due_on),
+    )
+    resolution = EscalationResolution(by=actor.id, role=actor.role.value if actor.role else None, at=now,
+                                      action=action.value, note=note, level_after=level_after, due_on=due_on,
+                                      event_id=event_id)
+    updated = record.model_copy(update={"resolution": resolution})
+    new = _next(case, command_id, level=level_after, level_due_on=due_on,
+                escalations=_replace_latest(case, updated))
+    return Decision(new, (event,))
 
 
 # --- closure -------------------------------------------------------------------------------------
@@ -269,11 +364,18 @@ def close_case(case: Case, *, command_id: str, resolution: CaseResolution, reaso
                       within_sla=closed_on <= case.sla_due_on)
     referrals = tuple(r.model_copy(update={"status": ReferralStatus.WITHDRAWN}) if r.status in
                       (ReferralStatus.ISSUED, ReferralStatus.ACCEPTED) else r for r in case.referrals)
+    event_id = stable_id("case_closed", case.case_id)
     event = CaseClosed(
-        **meta(case, event_id=stable_id("case_closed", case.case_id), now=now, causation=command_id,
-               actor=actor),
+        **meta(case, event_id=event_id, now=now, causation=command_id, actor=actor),
         data=CaseClosedData(case_id=case.case_id, resolution=resolution, reason=reason, closed_by=actor.id,
                             closed_at=now),
     )
-    new = _next(case, command_id, status=CaseStatus.CLOSED, closure=closure, referrals=referrals)
+    escalations = case.escalations
+    awaiting = case.open_escalation
+    if awaiting is not None:  # closing the case resolves the escalation left open
+        done = EscalationResolution(by=actor.id, role=actor.role.value if actor.role else None, at=now,
+                                    action=CASE_CLOSED_ACTION, level_after=case.level, event_id=event_id)
+        escalations = _replace_latest(case, awaiting.model_copy(update={"resolution": done}))
+    new = _next(case, command_id, status=CaseStatus.CLOSED, closure=closure, referrals=referrals,
+                escalations=escalations)
     return Decision(new, (event,))
