@@ -96,10 +96,15 @@ async def _refusals(creds: dict[str, Any]) -> list[str]:
                                                          filter_subject=filter_subject))
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError):
             refused += 1
-    for subject in ("puskesos.events.intake.complaint_filed.v1", "puskesos.commands.intake.file_complaint.v1",
-                    f"puskesos.feed.{creds['user']}.intake.household_registered.v1"):
+    publishes = ("puskesos.events.intake.complaint_filed.v1", "puskesos.commands.intake.file_complaint.v1",
+                 f"puskesos.feed.{creds['user']}.intake.household_registered.v1")
+    for subject in publishes:
         await nc.publish(subject, b"{}")
-    await nc.flush()
+    # the server answers each refused publish with an error the client reports asynchronously: wait for them
+    deadline = asyncio.get_running_loop().time() + 10
+    while not all(any(f'"{subject}"' in e.lower() for e in errors) for subject in publishes):
+        assert asyncio.get_running_loop().time() < deadline, errors
+        await nc.flush()
     await nc.close()
     assert refused == 2, errors
     return errors

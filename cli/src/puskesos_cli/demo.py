@@ -112,9 +112,11 @@ def _start(report_dir: Path, seed: int, replicas: int, unregistered_recipients: 
     with console.status(f"Starting the five services ({replicas} distribution replicas) ..."):
         began = time.monotonic()
         services.up({"distribution": replicas}, extra_env=extra, modules=SERVICE_MODULES)
+    web, _ = services.ensure_console()
     urls = services.endpoints()
     console.print(f"[green]services ready[/green] in {time.monotonic() - began:.0f} s: "
                   + ", ".join(f"{name} {urls[name]}" for name in SERVICES) + f"; bank {gateway.url}")
+    console.print(f"[green]web console[/green] {web.url} (sign in with a token from `uv run puskesos token`)")
     return ScenarioEnv(
         endpoints=Endpoints(**{name: urls[name] for name in SERVICES}, gateway=gateway.url),
         nats_url=nats_url, nats_user="admin", nats_password=stack.nats_passwords()["admin"], namespace="puskesos",
@@ -181,6 +183,11 @@ def demo(
     finally:
         if keep:
             on = f"uv run puskesos --stack-dir {state.stack_dir()}"
+            web = services.endpoints().get("console")
+            if web:
+                console.print(f"The web console stays open on the demo's data: [bold]{web}[/bold] (sign in with "
+                              f"`uv run puskesos --stack-dir {state.stack_dir()} token --officer demo --role "
+                              f"front_office --scope {regency}`)")
             console.print(f"The demo's stack and services are left running in {state.stack_dir()}; act on them with "
                           f"`{on} ...` (e.g. `{on} services status`), stop them with `{on} services down && {on} "
                           f"stack down`; logs in {state.stack_dir() / 'logs'}")

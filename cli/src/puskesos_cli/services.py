@@ -19,7 +19,8 @@ from rich.table import Column, Table
 from . import state
 
 SERVICES = ("intake", "referral", "distribution", "notification", "audit")
-DEFAULT_PORTS = {"intake": 8101, "referral": 8102, "distribution": 8103, "notification": 8104, "audit": 8105}
+DEFAULT_PORTS = {"intake": 8101, "referral": 8102, "distribution": 8103, "notification": 8104, "audit": 8105,
+                 "console": 8100}
 
 app = typer.Typer(help="The five Puskesos services as local processes.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -183,6 +184,45 @@ def start_gateway(argv: Callable[[int], list[str]], *, port: int = 8190) -> Mana
     return proc
 
 
+def console_secret() -> str:
+    """The local console's CSRF key, generated once into the stack directory (like ``stack.auth_secret``)."""
+    import secrets
+
+    path = state.stack_dir() / "console-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def ensure_console() -> tuple[ManagedProcess, bool]:
+    """The web console (``python -m puskesos_console``) on the running services, started when not running:
+    port 8100 unless taken, recorded with the services (``status`` lists it, ``down`` stops it); (process,
+    started now). Its secret comes from the stack directory at each start, never from the state."""
+    for entry in state.load().get("services", []):
+        if entry["name"] == "console-0" and state.process_from(entry).alive():
+            return state.process_from(entry), False
+    urls = endpoints()
+    missing = [name for name in SERVICES if name not in urls]
+    if missing:
+        raise StackError(f"the console needs the services; not running: {', '.join(missing)}")
+    port = DEFAULT_PORTS["console"] if _port_free(DEFAULT_PORTS["console"]) else free_port()
+    log_path = state.stack_dir() / "logs" / "console-0.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **{f"PUSKESOS_CONSOLE_{name.upper()}_URL": urls[name] for name in SERVICES},
+           "PUSKESOS_CONSOLE_SECRET": console_secret(), "PUSKESOS_HTTP_PORT": str(port), "PUSKESOS_LOG_JSON": "true"}
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen([sys.executable, "-m", "puskesos_console"], env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = ManagedProcess("console-0", popen.pid, port, f"http://127.0.0.1:{port}", log_path)
+    data = state.load()
+    data["services"] = [*data.get("services", []), proc.to_json()]
+    state.save(data)
+    wait_ready([proc], timeout=60)
+    return proc, True
+
+
 def endpoints() -> dict[str, str]:
     """Base URL of the first running instance of each service (and the gateway), by name."""
     out: dict[str, str] = {}
@@ -259,6 +299,8 @@ def up_command(
         with console.status("Starting services..."):
             started = up({"distribution": distribution_replicas},
                          extra_env={"distribution": {"PUSKESOS_GATEWAY_URL": gateway_url}})
+        with console.status("Starting the web console..."):
+            web, web_new = ensure_console()
     except StackError as exc:
         console.print(f"[red]services up failed:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -266,6 +308,8 @@ def up_command(
         console.print(f"[green]ready[/green] {proc.name} {_where(proc)} (log {proc.log_path})")
     if not started:
         console.print("every service was already running (`uv run puskesos services status`)")
+    console.print(f"[green]{'ready' if web_new else 'running'}[/green] web console {_where(web)}: sign in with a "
+                  "token from `uv run puskesos token --officer ID --role ROLE --scope CODE`")
 
 
 @app.command("scale")

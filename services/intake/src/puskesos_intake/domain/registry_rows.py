@@ -62,10 +62,11 @@ class Group:
 
 
 def header_problems(columns: Sequence[str]) -> list[str]:
-    """What makes a header unusable: missing required columns, unknown or repeated ones."""
+    """What makes a header unusable: missing required columns, unknown or repeated ones. An unknown column is
+    named by its position (1 is the first): an answer never repeats what was sent."""
     problems = [f"missing column {c}" for c in REQUIRED_COLUMNS if c not in columns]
-    problems += [f"unknown column {c}" for c in columns if c not in COLUMNS]
-    problems += [f"column {c} appears twice" for c in sorted(set(columns)) if columns.count(c) > 1]
+    problems += [f"unknown column at position {i}" for i, c in enumerate(columns, start=1) if c not in COLUMNS]
+    problems += [f"column {c} appears twice" for c in sorted(set(columns) & set(COLUMNS)) if columns.count(c) > 1]
     return problems
 
 
