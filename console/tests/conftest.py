@@ -31,7 +31,7 @@ from pymongo import MongoClient
 
 AXE_PACKAGE = "axe-core"
 AXE_VERSION = "4.14.1"
-SERVICES = ("intake", "referral")
+SERVICES = ("intake", "referral", "distribution", "notification", "audit")
 READY_TIMEOUT = 120.0
 SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "docs" / "console"
 WIDTHS = (1280, 360)

@@ -20,8 +20,19 @@ WIB = dt.timezone(dt.timedelta(hours=7))
 
 @cache
 def catalog(lang: str) -> dict[str, str]:
-    data: dict[str, str] = json.loads((CATALOG_DIR / f"{lang}.json").read_text(encoding="utf-8"))
-    return data
+    """``{lang}.json`` and the area catalogs ``{lang}.<area>.json`` (casework, rounds, audit...), merged;
+    a key defined twice is an error (``catalog_files`` lets a test check that)."""
+    merged: dict[str, str] = {}
+    for path in catalog_files(lang):
+        for key, text in json.loads(path.read_text(encoding="utf-8")).items():
+            if key in merged:
+                raise ValueError(f"catalog key {key!r} of {path.name} is defined in another {lang} catalog too")
+            merged[key] = text
+    return merged
+
+
+def catalog_files(lang: str) -> list[Path]:
+    return [CATALOG_DIR / f"{lang}.json", *sorted(CATALOG_DIR.glob(f"{lang}.*.json"))]
 
 
 def language(value: str | None) -> str:
