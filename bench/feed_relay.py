@@ -198,6 +198,11 @@ class Phase:
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else float("nan")
 
+    @property
+    def cpu_us(self) -> float:
+        """This process's CPU per event: what other work on a shared machine does not change much."""
+        return self.cpu_self / self.events * 1e6 if self.events else float("nan")
+
 
 @dataclass
 class Meter:
@@ -618,11 +623,11 @@ async def run(args: argparse.Namespace, workdir: Path, nats_handle: ServerHandle
 
 def report(meter: Meter, args: argparse.Namespace, console: Console, receiver_pid: int) -> None:
     table = Table(title=f"feed relay, {args.events:,} events, batch {args.batch}")
-    for column in ("phase", "events", "seconds", "events/s", "CPU s (bench)", "CPU s (nats-server)"):
+    for column in ("phase", "events", "seconds", "events/s", "CPU s (bench)", "µs CPU/event", "CPU s (nats-server)"):
         table.add_column(column, justify="left" if column == "phase" else "right")
     for p in meter.phases:
         table.add_row(p.name, f"{p.events:,}", f"{p.seconds:,.1f}", f"{p.rate:,.0f}", f"{p.cpu_self:,.1f}",
-                      f"{p.cpu_nats:,.1f}")
+                      f"{p.cpu_us:,.0f}", f"{p.cpu_nats:,.1f}")
     console.print(table)
     relay, read, full, bare, hook, hook_floor = meter.phases[1:7]
     verdict = "met" if relay.rate >= TARGET else "NOT met"
@@ -631,6 +636,10 @@ def report(meter: Meter, args: argparse.Namespace, console: Console, receiver_pi
     console.print(f"floors: pii full {full.rate:,.0f}/s (relay at {relay.rate / full.rate:.2f}x its rate), "
                   f"bare copy {bare.rate:,.0f}/s (relay at {relay.rate / bare.rate:.2f}x, "
                   f"pii full at {full.rate / bare.rate:.2f}x)")
+    console.print(f"this process's CPU per event: relay {relay.cpu_us:,.0f} µs, pii full {full.cpu_us:,.0f} µs, bare "
+                  f"copy {bare.cpu_us:,.0f} µs (one core's ceiling: {1e6 / relay.cpu_us:,.0f}, "
+                  f"{1e6 / full.cpu_us:,.0f} and {1e6 / bare.cpu_us:,.0f} events/s; the target needs "
+                  f"<= {1e6 / TARGET:,.0f} µs)")
     console.print(f"webhook {hook.rate:,.0f} events/s against sequential httpx {hook_floor.rate:,.0f}/s "
                   f"({hook.rate / hook_floor.rate:.2f}x); receiver CPU {_cpu_of(receiver_pid):,.1f} s in all")
     console.print(f"peak RSS of this process: {peak_rss_mib():,.0f} MiB; load average "

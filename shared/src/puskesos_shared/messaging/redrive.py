@@ -81,6 +81,10 @@ class RedriveRegistry:
             log.warning("redrive_handler_replaced", consumer=consumer)
         self._targets[consumer] = RedriveTarget(consumer, handler, tuple(subjects))
 
+    def unregister(self, consumer: str) -> None:
+        """Re-drives of ``consumer``'s dead letters are refused from now on (a consumer that stopped)."""
+        self._targets.pop(consumer, None)
+
     def get(self, consumer: str) -> RedriveTarget | None:
         return self._targets.get(consumer)
 

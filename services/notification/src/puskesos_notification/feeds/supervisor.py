@@ -28,6 +28,7 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from puskesos_shared.contracts.pseudonymous import PiiLevel, Pseudonymiser
+from puskesos_shared.contracts.registry import InvalidMessage
 from puskesos_shared.messaging.dead_letter import DeadLetters
 from puskesos_shared.subscribers import DeliveryKind, Subscriber, SubscriberBook, SubscriberSecrets
 from puskesos_shared.tasks import stop_tasks, supervised
@@ -107,13 +108,17 @@ class Feeds:
             transform = worker.transform
 
             async def deliver_again(body: bytes, headers: Mapping[str, str]) -> None:
-                await self.webhooks.redrive(subscriber, body, headers, transform)
+                current = self.subscriber(subscriber.name)
+                if current is None or current.webhook_url != subscriber.webhook_url:
+                    raise InvalidMessage(f"subscriber {subscriber.name} was revoked or changed its webhook since")
+                await self.webhooks.redrive(current, body, headers, transform)
 
             self.dead_letters.redrive.register(subscriber.relay_consumer, deliver_again)
 
     async def _stop(self, name: str) -> None:
         entry = self.running.pop(name, None)
         if entry is not None:
+            self.dead_letters.redrive.unregister(entry[0].relay_consumer)
             await stop_tasks([entry[1]])
 
     async def _purge_feed(self, subscriber: Subscriber) -> None:

@@ -191,7 +191,8 @@ class FeedWorker:
                     log.warning("feed_fetch_failed", subscriber=self.subscriber.name, error=type(exc).__name__)
                     await asyncio.sleep(self.retry_delay)
                     continue
-                await self._handle(msgs)
+                if msgs:  # nats-py's fetch returns [] when a pull ends on a 408/404 status with nothing
+                    await self._handle(msgs)
         finally:
             with suppress(Exception):
                 await sub.unsubscribe()
