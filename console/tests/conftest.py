@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from typing import Any
 import nats
 import pytest
 from puskesos_shared.localstack.binaries import local_dir
-from puskesos_shared.testing.processes import TEST_AUTH_SECRET, ServiceProcess
+from puskesos_shared.testing.processes import TEST_AUTH_SECRET, ServiceProcess, free_port
 from puskesos_shared.testing.servers import ServerHandle
 from puskesos_shared.topology import Topology
 from pymongo import MongoClient
@@ -108,16 +109,26 @@ class ConsoleStack:
 @pytest.fixture(scope="session")
 def console_stack(nats_server: ServerHandle, mongo_server: ServerHandle,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
-    """intake and referral on a namespace of their own, and the console calling them, as processes."""
+    """The five services on a namespace of their own (distribution paying through the simulated bank, a process
+    too), and the console calling them, as processes."""
     namespace = f"t{uuid.uuid4().hex[:12]}"
     log_dir = tmp_path_factory.mktemp("console-logs")
+    # the simulated bank, so that a round can pay and close (accounts starting 0000 are declined)
+    bank_port = free_port()
+    gateway = ServiceProcess(argv=[sys.executable, "-m", "puskesos_distribution.gateway_sim", "--port", str(bank_port),
+                                   "--ledger", str(log_dir / "bank-ledger.jsonl")],
+                             port=bank_port, log_path=log_dir / "gateway.log", name="gateway")
+    extra = {"distribution": {"PUSKESOS_GATEWAY_URL": gateway.base_url}}
     services = {name: ServiceProcess.for_service(name, nats_url=nats_server.url, mongo_url=mongo_server.url,
-                                                 namespace=namespace, db_prefix=namespace, log_dir=log_dir)
+                                                 namespace=namespace, db_prefix=namespace, log_dir=log_dir,
+                                                 extra_env=extra.get(name))
                 for name in SERVICES}
     env = {f"PUSKESOS_CONSOLE_{name.upper()}_URL": process.base_url for name, process in services.items()}
     console = ServiceProcess("puskesos_console", log_path=log_dir / "console.log", name="console",
                              env={**env, "PUSKESOS_CONSOLE_SECRET": "console-test-secret-" + "x" * 24})
     try:
+        gateway.start()
+        gateway.wait_ready(READY_TIMEOUT, path="/health")
         for process in [*services.values(), console]:
             process.start()
         for process in services.values():
@@ -125,7 +136,7 @@ def console_stack(nats_server: ServerHandle, mongo_server: ServerHandle,
         console.wait_ready(READY_TIMEOUT)
         yield ConsoleStack(console, services)
     finally:
-        for process in [console, *services.values()]:
+        for process in [console, *services.values(), gateway]:
             process.stop()
         # a thread of its own: the session's event loop may be running here
         with ThreadPoolExecutor(max_workers=1) as pool:

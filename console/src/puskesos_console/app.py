@@ -12,8 +12,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from .audit_pages import router as audit_router
+from .casework import router as casework_router
 from .client import ApiError, ServiceUnavailable, new_http_client
 from .pages import router
+from .rounds import router as rounds_router
 from .security import SecurityHeadersMiddleware
 from .settings import ConsoleSettings
 from .web import (
@@ -51,6 +54,9 @@ def create_app(settings: ConsoleSettings, *, transport: httpx.AsyncBaseTransport
     app.state.secret = settings.secret()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
+    app.include_router(casework_router)
+    app.include_router(rounds_router)
+    app.include_router(audit_router)
 
     @app.get("/health/live", include_in_schema=False)
     @app.get("/health/ready", include_in_schema=False)

@@ -100,12 +100,7 @@ async def set_language(request: Request) -> Response:
 # -- dashboard ---------------------------------------------------------------------------------------
 
 #: What each role will find here; pages not built yet are named so the officer knows they are coming.
-COMING = {
-    OfficerRole.ASSESSOR: ("coming.cases", "coming.assessment", "coming.referrals"),
-    OfficerRole.COORDINATOR: ("coming.escalations", "coming.evaluation"),
-    OfficerRole.OPERATOR: ("coming.round_open", "coming.round_upload", "coming.round_live", "coming.round_close"),
-    OfficerRole.AUDITOR: ("coming.verify", "coming.trace", "coming.replay"),
-}
+COMING: dict[OfficerRole, tuple[str, ...]] = {}
 
 
 @router.get("/")

@@ -64,6 +64,13 @@ NAV = (
     NavItem("/residents/complaints", "nav.resident_complaints", READERS),
     NavItem("/complaints", "nav.complaints", READERS),
     NavItem("/households/register", "nav.household_register", (R.BACK_OFFICE,)),
+    NavItem("/cases", "nav.cases", (R.ASSESSOR, R.BACK_OFFICE, R.COORDINATOR)),
+    NavItem("/escalations", "nav.escalations", (R.COORDINATOR, R.OPERATOR)),
+    NavItem("/evaluation", "nav.evaluation", (R.COORDINATOR, R.OPERATOR)),
+    NavItem("/rounds", "nav.rounds", (R.OPERATOR,)),
+    NavItem("/audit/verify", "nav.audit_verify", (R.AUDITOR,)),
+    NavItem("/audit/trace", "nav.audit_trace", (R.AUDITOR,)),
+    NavItem("/audit/decisions", "nav.audit_decisions", (R.AUDITOR,)),
 )
 
 

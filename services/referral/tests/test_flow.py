@@ -103,6 +103,20 @@ async def test_complaint_to_closure(nats_url: str, mongo_url: str, namespace: st
         assert summary.status_code == 200, summary.text
         totals = summary.json()["totals"]
         assert (totals["filed"], totals["closed"], totals["closed_within_sla"], totals["open"]) == (1, 1, 1, 0)
+        assert (totals["referrals_issued"], totals["referrals_completed"]) == (1, 1)
+        earlier = await r.http.get("/cases/summary", params={"kecamatan_code": KECAMATAN, "month": "2026-10"},
+                                   headers=bearer(OfficerRole.COORDINATOR, KECAMATAN))
+        assert earlier.json()["totals"]["referrals_completed"] == 0
+
+        # the referral form's choices: the targets serving the village's regency (and none of Malang's)
+        listed = await r.http.get("/referral-targets", params={"village_code": JEMBER_VILLAGE},
+                                  headers=bearer(ASSESSOR))
+        assert listed.status_code == 200, listed.text
+        codes = {t["code"] for t in listed.json()["targets"]}
+        assert {"RSD-SOEBANDI", "DINSOS-JEMBER"} <= codes and "RSUD-KOTA-MALANG" not in codes
+        elsewhere = await r.http.get("/referral-targets", params={"village_code": "35.73.01.1001"},
+                                     headers=bearer(ASSESSOR))
+        assert elsewhere.status_code == 403, elsewhere.text
 
         verification = await r.http.get(f"/cases/{case_id}/assessments/verification", headers=bearer(ASSESSOR))
         assert verification.json()["all_match"] is True

@@ -53,3 +53,35 @@
     }
   });
 })();
+
+// A round's live numbers: the page's own fragment (same origin, connect-src 'self') fetched again every few
+// seconds; it carries the previous sample so the server can tell the rate. Without this the page has a link.
+(function () {
+  "use strict";
+  var box = document.querySelector("[data-live-url]");
+  if (!box || !window.fetch) { return; }
+  var url = box.getAttribute("data-live-url");
+  var every = 3000;
+
+  function sample() {
+    var inner = box.querySelector("[data-sample]");
+    return inner ? inner.getAttribute("data-sample") : "";
+  }
+
+  function done() {
+    var inner = box.querySelector("[data-done]");
+    return inner !== null && inner.getAttribute("data-done") === "1";
+  }
+
+  function tick() {
+    fetch(url + "?prev=" + encodeURIComponent(sample()), {credentials: "same-origin", headers: {"Accept": "text/html"}})
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (html !== null) { box.innerHTML = html; }
+        if (!done()) { setTimeout(tick, every); }
+      })
+      .catch(function () { setTimeout(tick, every * 2); });
+  }
+
+  if (!done()) { setTimeout(tick, every); }
+})();

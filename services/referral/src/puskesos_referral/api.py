@@ -15,7 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from puskesos_shared.auth import CurrentOfficer
+from puskesos_shared.contracts.primitives import VillageCode
 
+from . import authz
+from .catalog import targets
 from .queries import CaseQueries
 from .requests import (
     AcknowledgeEscalationRequest,
@@ -115,6 +118,16 @@ async def get_case(case_id: uuid.UUID, officer: CurrentOfficer, service: Service
 async def verify_assessments(case_id: uuid.UUID, officer: CurrentOfficer, service: Service) -> dict[str, Any]:
     results = await service.verify_assessments(officer, case_id)
     return {"case_id": str(case_id), "all_match": all(r["matches"] for r in results), "assessments": results}
+
+
+@router.get("/referral-targets", summary="Referral targets that serve a village (for the referral form)")
+async def list_referral_targets(village_code: Annotated[VillageCode, Query()],
+                                officer: CurrentOfficer) -> dict[str, Any]:
+    authz.require_role(officer, authz.READ)
+    authz.require_scope(officer, village_code)
+    return {"village_code": village_code, "targets": [
+        entry.target().model_dump(mode="json", exclude_none=True) for entry in targets().values()
+        if entry.serves(village_code)]}
 
 
 @router.get("/rule-sets", summary="Published assessment rule sets, newest first (the first is active)")

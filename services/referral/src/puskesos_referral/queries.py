@@ -111,10 +111,11 @@ class CaseQueries:
     async def summary(self, officer: Officer, query: SummaryQuery) -> dict[str, Any]:
         authz.require_role(officer, authz.READ)
         authz.require_scope(officer, query.code)
-        start, end = query.bounds()
+        start, end = query.bounds()  # closed since the month began: its referrals may fall in the month
         window = {"$gte": start.isoformat(), "$lt": end.isoformat()}
         filters = {**_scope_filter(query), "$or": [{"status": {"$ne": CaseStatus.CLOSED.value}},
-                                                   {"filed_on": window}, {"closure.closed_on": window}]}
+                                                   {"filed_on": window},
+                                                   {"closure.closed_on": {"$gte": start.isoformat()}}]}
         cases = await self.store.all_cases(filters)
         return {"scope": query.code, "month": query.month, **summary(cases, start, end, self.clock())}
 

@@ -19,6 +19,7 @@ from puskesos_shared.contracts.referral import (
     EscalationAcknowledged,
     EscalationResolved,
     ReferralIssued,
+    ReferralOutcome,
     ReferralResolved,
 )
 
@@ -146,7 +147,8 @@ def timeline(case: Case, events: Iterable[Event]) -> list[dict[str, Any]]:
 
 
 def summary(cases: Iterable[Case], start: dt.date, end: dt.date, now: dt.datetime) -> dict[str, Any]:
-    """Counts per village for the monthly evaluation: cases filed and closed in [start, end), and open now."""
+    """Counts per village for the monthly evaluation: cases filed and closed in [start, end), open now, and
+    referrals issued and completed (answered ``completed``) in [start, end), by the village's local date."""
     per_village: dict[str, Counter[str]] = {}
     categories: Counter[str] = Counter()
     for case in cases:
@@ -157,13 +159,19 @@ def summary(cases: Iterable[Case], start: dt.date, end: dt.date, now: dt.datetim
         if case.closure is not None and start <= case.closure.closed_on < end:
             counts["closed"] += 1
             counts["closed_within_sla" if case.closure.within_sla else "closed_late"] += 1
+        for referral in case.referrals:
+            if start <= sla.local_date(case.village_code, referral.issued_at) < end:
+                counts["referrals_issued"] += 1
+            completed = [r for r in referral.responses if r.outcome is ReferralOutcome.COMPLETED]
+            if completed and start <= sla.local_date(case.village_code, completed[-1].responded_at) < end:
+                counts["referrals_completed"] += 1
         if case.status is not CaseStatus.CLOSED:
             counts["open"] += 1
             counts[f"open_{case_sla_state(case, now)}"] += 1
             if case.level.value != "village":
                 counts[f"open_at_{case.level.value}"] += 1
     keys = ("filed", "closed", "closed_within_sla", "closed_late", "open", "open_on_track", "open_at_risk",
-            "open_breached", "open_at_kecamatan", "open_at_dinas_sosial")
+            "open_breached", "open_at_kecamatan", "open_at_dinas_sosial", "referrals_issued", "referrals_completed")
     villages = {code: {k: counts.get(k, 0) for k in keys} for code, counts in sorted(per_village.items())}
     totals = {k: sum(v[k] for v in villages.values()) for k in keys}
     return {"from": start.isoformat(), "until": end.isoformat(), "villages": villages, "totals": totals,
