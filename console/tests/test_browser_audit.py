@@ -67,8 +67,8 @@ def _wait_indexed(stack: ConsoleStack, allocation_id: str) -> None:
             time.sleep(0.25)
 
 
-def test_auditor_verifies_the_chain_and_traces_an_allocation_as_a_graph(tab: Any, console_stack: ConsoleStack
-                                                                         ) -> None:
+def test_auditor_verifies_the_chain_and_traces_an_allocation_as_a_graph(
+        tab: Any, console_stack: ConsoleStack) -> None:  # noqa: F811 - the fixture
     from playwright.sync_api import expect
 
     key, rows = _paid_round(console_stack)

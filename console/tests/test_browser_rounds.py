@@ -42,7 +42,8 @@ def recipient_list(path: Path) -> tuple[Path, list[dict[str, str]]]:
     return path, rows
 
 
-def test_operator_opens_a_round_uploads_follows_it_live_and_reconciles(tab: Any, tmp_path: Path) -> None:
+def test_operator_opens_a_round_uploads_follows_it_live_and_reconciles(
+        tab: Any, tmp_path: Path) -> None:  # noqa: F811 - the fixture
     from playwright.sync_api import expect
 
     started = time.monotonic()

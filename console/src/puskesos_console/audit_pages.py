@@ -15,7 +15,7 @@ from puskesos_audit.verify import FAILURES as FAILURE_KINDS
 from starlette.responses import Response
 
 from .client import ApiError
-from .lineage import Box, layout, render_svg, text_list
+from .lineage import MAX_LABEL, Box, layout, render_svg, text_list
 from .web import Ctx, context, field_errors, form_of, render, text
 
 router = APIRouter()
@@ -79,14 +79,14 @@ def node_words(ctx: Ctx) -> Any:
         if kind == "external":
             return (t("audit.graph.external"), str(node.get("id", "")).removeprefix("external:")[:13] + "…")
         lines = [f"#{node.get('seq')} {node.get('event_type') or '-'}"]
-        day = t.date(str(node.get("occurred_at") or "")[:10]) if node.get("occurred_at") else ""
+        day = t.date(str(node.get("occurred_at"))) if node.get("occurred_at") else ""
         lines.append(" · ".join(p for p in (day, str(node.get("village_code") or "")) if p))
         decision = node.get("decision") or {}
         if kind == "error":
             lines.append(t("audit.graph.hidden"))
         elif isinstance(decision, dict) and decision.get("kind"):
             lines.append(t.enum("audit.decision", decision["kind"]))
-        return tuple(line if len(line) <= 30 else line[:29] + "…" for line in lines if line)
+        return tuple(line if len(line) <= MAX_LABEL else line[:MAX_LABEL - 1] + "…" for line in lines if line)
 
     return words
 

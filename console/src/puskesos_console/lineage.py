@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-NODE_W = 216
+NODE_W = 240
 NODE_H = 64
 GAP_X = 72
 GAP_Y = 20
 PAD = 16
-MAX_LABEL = 30
+MAX_LABEL = 34
 
 #: Fill and stroke per kind of node (presentation attributes: no inline style under the CSP).
 COLOURS = {"start": ("#e0f2f1", "#0b5d4b"), "decision": ("#fff6d8", "#8a6100"), "ancestor": ("#ffffff", "#4a5560"),
@@ -97,20 +97,18 @@ def layout(trace: Mapping[str, Any], words: Words = default_lines) -> Layout:
     for external in sorted({str(x) for x in trace.get("externals") or []}):
         box_id = f"external:{external}"
         boxes[box_id] = Box(box_id, -1, "external", words("external", {"id": box_id}))
-    edges: list[tuple[str, str, str]] = []
-    seen: set[tuple[str, str]] = set()
-    for edge in trace.get("edges") or []:
-        parent, child = str(edge.get("parent")), str(edge.get("child"))
-        if parent in boxes and child in boxes and parent != child and (parent, child) not in seen:
-            seen.add((parent, child))
-            edges.append((parent, child, str(edge.get("relation") or "")))
-    edges.sort(key=lambda e: (boxes[e[0]].seq, boxes[e[1]].seq, e[0], e[1]))
     order = sorted(boxes.values(), key=lambda b: (b.seq, b.id))
     rank = {b.id: i for i, b in enumerate(order)}
+    found: dict[tuple[str, str], str] = {}
+    for edge in trace.get("edges") or []:
+        parent, child, relation = str(edge.get("parent")), str(edge.get("child")), str(edge.get("relation") or "")
+        # a cause comes before its effect in the log: an edge against that order (it would make a cycle) or
+        # naming a node the trace does not hold is not drawn; of two edges between the same nodes, one
+        if parent in boxes and child in boxes and rank[parent] < rank[child]:
+            found[(parent, child)] = min(found.get((parent, child), relation), relation)
+    edges = sorted(((p, c, r) for (p, c), r in found.items()), key=lambda e: (rank[e[0]], rank[e[1]]))
     for parent, child, _ in edges:
-        # a cause comes before its effect in the log; an edge against that order would make a cycle
-        if rank[parent] < rank[child]:
-            boxes[child].parents.append(parent)
+        boxes[child].parents.append(parent)
     for box in order:
         box.layer = max((boxes[p].layer + 1 for p in box.parents), default=0)
     layers: dict[int, list[Box]] = {}
