@@ -46,7 +46,7 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 #: Rejected rows listed on the page; the download carries up to MAX_REPORT_ROWS.
 SHOWN_REJECTED = 50
 MAX_REPORT_ROWS = 20_000
-REPORT_COLUMNS = ("row", "column", "reason")
+REPORT_COLUMNS = ("row", "column", "code", "reason")
 OPEN_FIELDS = ("key", "name", "program", "funding_source", "amount_per_family", "budget_cap", "period_start",
                "period_end", "villages_without_quota")
 _KEY_CHARS = re.compile(r"[^a-z0-9]+")
@@ -383,7 +383,7 @@ async def _round_with_error(ctx: Ctx, key: str, message: str) -> Response:
 
 @router.post("/rounds/{key}/rejected.csv")
 async def rejected_download(request: Request, key: str) -> Response:
-    """The rejected rows of an import (row, column, reason: never a value) as a CSV file. They come back from
+    """The rejected rows of an import (row, column, code, reason: never a value) as a CSV file. They come back from
     the report page's form: the console keeps no records. Only rows of that shape are written."""
     ctx = context(request)
     form = await form_of(ctx)

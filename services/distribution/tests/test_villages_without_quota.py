@@ -85,6 +85,10 @@ async def test_villages_without_quota_follow_the_rounds_choice(settings_for: Any
     assert all(c["reconciliation"]["matched"] for c in closed.values())
     # counted per reason while the round runs, and the choice is shown
     assert status["excluded"]["live"]["rejected_no_village_quota"] == 3
+    # and per village: the quota village decided 2 allocated and 1 over its quota, the others rejected
+    by_village = {row["village_code"]: row for row in status["excluded"]["by_village"]}
+    assert {code: (row["allocated"], row["rejected"]) for code, row in by_village.items()} == {
+        WITH_QUOTA: (2, 1), **{code: (0, 2 if code == OTHERS[0] else 1) for code in OTHERS}}
     assert status["excluded"]["config"]["villages_without_quota"] == "excluded"
     assert "every other village excluded (rejected as no_village_quota)" in quota_choice(status["excluded"]["config"])
     assert "unlimited" in quota_choice(status["unlimited"]["config"])

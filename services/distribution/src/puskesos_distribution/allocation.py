@@ -110,7 +110,7 @@ class Allocator:
                "decided_at": stored_time(self.ctx.clock())}
         if await self.ctx.store.insert(DECISIONS, doc):
             key = "allocated" if doc["outcome"] == "allocated" else f"rejected_{doc['reason']}"
-            self.ctx.progress.add(item.data.round_id, key)
+            self.ctx.progress.add(item.data.round_id, key, village=doc["village_code"])
         else:  # an earlier or concurrent run of this item decided first: its decision stands
             stored = await self.ctx.store.get(DECISIONS, decision_id(item))
             if stored is None:

@@ -55,6 +55,28 @@ class EventSink:
         EVENTS_PUBLISHED.labels(event_type=event.event_type).inc()
 
 
+VILLAGE_SEPARATOR = "|"
+#: The per-village counts a round's status shows (rejections of every reason are summed).
+VILLAGE_COUNTS = ("allocated", "rejected", "disbursed", "failed")
+
+
+def split_counts(counts: dict[str, int]) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """A round's summed counters: (the round's own, one row per village with ``VILLAGE_COUNTS``)."""
+    own: dict[str, int] = {}
+    villages: dict[str, dict[str, Any]] = {}
+    for key, n in counts.items():
+        name, _, digits = key.partition(VILLAGE_SEPARATOR)
+        if not digits:
+            own[key] = n
+            continue
+        code = f"{digits[:2]}.{digits[2:4]}.{digits[4:6]}.{digits[6:]}"
+        row = villages.setdefault(code, {"village_code": code, **dict.fromkeys(VILLAGE_COUNTS, 0)})
+        column = "rejected" if name.startswith("rejected_") else name
+        if column in VILLAGE_COUNTS:
+            row[column] += n
+    return own, [villages[code] for code in sorted(villages)]
+
+
 class Progress:
     """Live counters of this process, written to its own ``progress`` document once a second.
 
@@ -68,8 +90,13 @@ class Progress:
         self._counts: dict[str, Counter[str]] = defaultdict(Counter)
         self._dirty: set[str] = set()
 
-    def add(self, round_id: uuid.UUID | str, key: str, n: int = 1) -> None:
-        self._counts[str(round_id)][key] += n
+    def add(self, round_id: uuid.UUID | str, key: str, n: int = 1, *, village: str | None = None) -> None:
+        """Counts ``key`` for the round and, with ``village``, for that village too (``key|3573011001``: a
+        village code without its dots, as a field name may not hold one); ``split_counts`` separates them."""
+        counts = self._counts[str(round_id)]
+        counts[key] += n
+        if village:
+            counts[f"{key}{VILLAGE_SEPARATOR}{village.replace('.', '')}"] += n
         self._dirty.add(str(round_id))
 
     async def flush(self) -> None:

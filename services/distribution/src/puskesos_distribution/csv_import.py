@@ -2,7 +2,7 @@
 
 Memory stays bounded by the chunks in flight, whatever the file's size. The service validates
 every row; rows this side cannot even parse (wrong number of fields) are reported here. The
-report (``row,column,reason``) names the line and the rule, never the value. The batch id is
+report (``row,column,code,reason``) names the line and the rule, never the value. The batch id is
 derived from the round and the file's SHA-256, so importing the same file again (after a crash,
 a timeout) resends rows the service recognises instead of adding them twice.
 """
@@ -80,7 +80,7 @@ async def import_file(call: Call, round_id: uuid.UUID, round_ref: str, path: Pat
         console=console, transient=False,
     ) as progress:
         report = csv.writer(report_file)
-        report.writerow(["row", "column", "reason"])
+        report.writerow(["row", "column", "code", "reason"])
         bar = progress.add_task("rows", total=total)
 
         async def send(rows: list[dict[str, Any]]) -> None:
@@ -91,7 +91,7 @@ async def import_file(call: Call, round_id: uuid.UUID, round_ref: str, path: Pat
                 counts["resent"] += int(result["resent"])
                 counts["without_quota"] += int(result.get("without_quota", 0))
                 for rejected in result["rejected"]:
-                    report.writerow([rejected["row"], rejected["column"], rejected["reason"]])
+                    report.writerow([rejected["row"], rejected["column"], rejected.get("code", ""), rejected["reason"]])
                 counts["rejected"] += len(result["rejected"])
                 progress.advance(bar, len(rows))
             except BaseException as exc:

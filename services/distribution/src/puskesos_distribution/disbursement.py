@@ -79,7 +79,7 @@ class Disburser:
         doc = {"_id": str(d.allocation_id), "round_id": str(d.round_id), "amount": d.amount,
                "gateway": self.gateway.name, **outcome}
         if await self.ctx.store.insert(DISBURSEMENTS, doc):
-            self.ctx.progress.add(d.round_id, doc["outcome"])
+            self.ctx.progress.add(d.round_id, doc["outcome"], village=item.village_code)
             if doc["outcome"] == "disbursed":
                 self.ctx.progress.add(d.round_id, "disbursed_amount", d.amount)
         else:

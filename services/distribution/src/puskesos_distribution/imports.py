@@ -64,7 +64,7 @@ class Imports:
                 resent += 0 if ok else 1
                 accepted.append(candidate)
             else:
-                errors.append(RowError(mark["row"], "kk_number",
+                errors.append(RowError(mark["row"], "kk_number", "duplicate_kk",
                                        f"duplicate KK in this list (first on row {first})"))
         now = self.ctx.clock()
         items: list[WorkItem] = [allocate_item(c, actor=officer.actor(), causation_id=str(req.batch_id), now=now)
@@ -72,7 +72,7 @@ class Imports:
         await self.ctx.work.publish_all(items)
         return {"accepted": len(accepted) - resent, "resent": resent,
                 "without_quota": sum(round_.excludes(c.village_code) for c in accepted),
-                "rejected": [{"row": e.row, "column": e.column, "reason": e.reason}
+                "rejected": [{"row": e.row, "column": e.column, "code": e.code, "reason": e.reason}
                              for e in sorted(errors, key=lambda e: e.row)]}
 
     async def finish_import(self, req: FinishImport, officer: Officer) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from puskesos_shared.outbox import OUTBOX_FIELD, OutboxRelay
 from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
 
-from .context import Context
+from .context import Context, split_counts
 from .domain import PRODUCER, RoundStatus, round_id_for
 from .reconciliation import reconcile, round_totals
 from .requests import CloseRound, OpenRound, RoundStatusQuery
@@ -91,10 +91,11 @@ class RoundOperations:
     async def status(self, req: RoundStatusQuery) -> dict[str, Any]:
         doc = await self._round_doc(req.round_id)
         rid = str(req.round_id)
-        live: dict[str, int] = {}
+        summed: dict[str, int] = {}
         for progress in await self.ctx.store.find_all(PROGRESS, {"round_id": rid}):
             for key, n in (progress.get("counts") or {}).items():
-                live[key] = live.get(key, 0) + int(n)
+                summed[key] = summed.get(key, 0) + int(n)
+        live, by_village = split_counts(summed)
         imports = await self.ctx.store.find_all(IMPORTS, {"round_id": rid})
         consumers = {}
         for kind, name in CONSUMERS.items():
@@ -104,7 +105,8 @@ class RoundOperations:
         out: dict[str, Any] = {
             "round_id": rid, "key": doc["key"], "status": doc["status"], "config": doc["config"],
             "candidates": sum(int(i.get("accepted", 0)) for i in imports),
-            "live": live, "pending": await self.pending_work(req.round_id), "consumers": consumers,
+            "live": live, "by_village": by_village, "pending": await self.pending_work(req.round_id),
+            "consumers": consumers,
             "closed": doc.get("closed"), **await self.replicas(),
             "as_of": self.ctx.clock().isoformat(), "as_of_monotonic": time.monotonic(),
         }

@@ -30,8 +30,12 @@ _POINT = re.compile(r"^[A-Z0-9][A-Z0-9_.\-]{2,49}$")
 
 @dataclass(frozen=True, slots=True)
 class RowError:
+    """A rejected row: its line, the column at fault, a stable ``code`` for the rule and the reason in words
+    (never the value)."""
+
     row: int
     column: str
+    code: str
     reason: str
 
 
@@ -47,7 +51,7 @@ def normalize_village(raw: str) -> str | None:
     return code
 
 
-def _payout(account: str, point: str) -> PayoutTarget | RowError | str:
+def _payout(account: str, point: str) -> PayoutTarget | str:
     account = re.sub(r"[ \-]", "", account)
     if account and point:
         return "give either account_number or collection_point, not both"
@@ -76,24 +80,24 @@ def validate_row(
     value = {c: (fields.get(c) or "").strip() for c in COLUMNS}
     for column in REQUIRED_COLUMNS:
         if not value[column]:
-            return RowError(row, column, "missing")
+            return RowError(row, column, "missing", "missing")
     for column, check in (("kk_number", check_kk_number), ("head_nik", check_nik)):
         try:
             check(value[column])
         except ValueError as exc:
-            return RowError(row, column, str(exc))
+            return RowError(row, column, f"invalid_{'kk' if column == 'kk_number' else 'nik'}", str(exc))
     name = " ".join(value["head_name"].split())
     if len(name) > 200 or not _NAME.fullmatch(name):
-        return RowError(row, "head_name", "must be letters (with spaces, '.', ',', ''' or '-'), at most 200")
+        return RowError(row, "head_name", "invalid_name", "must be letters (with spaces, '.', ',', ''' or '-'), at most 200")
     village = normalize_village(value["village_code"])
     if village is None or not village_exists(village):
-        return RowError(row, "village_code", "not a kelurahan/desa code in the Kemendagri data")
+        return RowError(row, "village_code", "unknown_village", "not a kelurahan/desa code in the Kemendagri data")
     if covers is not None and not covers(village):
-        return RowError(row, "village_code", "outside the scope of the importing officer")
+        return RowError(row, "village_code", "outside_scope", "outside the scope of the importing officer")
     payout = _payout(value["account_number"], value["collection_point"])
     if isinstance(payout, str):
         column = "collection_point" if value["collection_point"] and not value["account_number"] else "account_number"
-        return RowError(row, column, payout)
+        return RowError(row, column, "invalid_payout", payout)
     assert isinstance(payout, PayoutTarget)
     return Candidate(
         candidate_id=f"import:{batch_id}:{row}", round_id=round_id, kk_number=value["kk_number"],
