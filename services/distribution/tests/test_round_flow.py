@@ -99,7 +99,8 @@ async def test_village_quotas_hold_and_duplicates_are_rejected(settings_for: Any
         resend = [{"row": 2, "fields": rows[0]}, {"row": 3, "fields": rows[0]}]
         twice = await helpers.ok("import_rows", {"round": key, "batch_id": batch, "rows": resend})
         assert twice["accepted"] == 1 and twice["rejected"] == [
-            {"row": 3, "column": "kk_number", "code": "duplicate_kk", "reason": "duplicate KK in this list (first on row 2)"}]
+            {"row": 3, "column": "kk_number", "code": "duplicate_kk",
+             "reason": "duplicate KK in this list (first on row 2)"}]
         again = await helpers.ok("import_rows", {"round": key, "batch_id": batch, "rows": resend[:1]})
         assert (again["accepted"], again["resent"]) == (0, 1)
         await settle(helpers, key, allocated_plus_rejected=13, outcomes=8)

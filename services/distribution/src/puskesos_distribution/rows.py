@@ -88,7 +88,8 @@ def validate_row(
             return RowError(row, column, f"invalid_{'kk' if column == 'kk_number' else 'nik'}", str(exc))
     name = " ".join(value["head_name"].split())
     if len(name) > 200 or not _NAME.fullmatch(name):
-        return RowError(row, "head_name", "invalid_name", "must be letters (with spaces, '.', ',', ''' or '-'), at most 200")
+        return RowError(row, "head_name", "invalid_name",
+                        "must be letters (with spaces, '.', ',', ''' or '-'), at most 200")
     village = normalize_village(value["village_code"])
     if village is None or not village_exists(village):
         return RowError(row, "village_code", "unknown_village", "not a kelurahan/desa code in the Kemendagri data")
