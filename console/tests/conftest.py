@@ -25,17 +25,17 @@ from typing import Any
 import nats
 import pytest
 from puskesos_shared.localstack.binaries import local_dir
-from puskesos_shared.testing.processes import TEST_AUTH_SECRET, ServiceProcess, free_port
+from puskesos_shared.testing.processes import ServiceProcess, free_port
 from puskesos_shared.testing.servers import ServerHandle
 from puskesos_shared.topology import Topology
 from pymongo import MongoClient
+
+from console.tests.browser import ConsoleStack, Screen
 
 AXE_PACKAGE = "axe-core"
 AXE_VERSION = "4.14.1"
 SERVICES = ("intake", "referral", "distribution", "notification", "audit")
 READY_TIMEOUT = 120.0
-SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "docs" / "console"
-WIDTHS = (1280, 360)
 
 
 def _install_chromium() -> str:
@@ -95,15 +95,6 @@ def axe_source() -> str:
                     pytest.fail(f"installing {spec} failed (npm install, exit {result.returncode}):\n"
                                 f"{result.stderr[-2000:]}", pytrace=False)
     return (package_dir / "axe.min.js").read_text(encoding="utf-8")
-
-
-class ConsoleStack:
-    def __init__(self, console: ServiceProcess, services: dict[str, ServiceProcess]) -> None:
-        self.console, self.services = console, services
-
-    @property
-    def url(self) -> str:
-        return self.console.base_url
 
 
 @pytest.fixture(scope="session")
@@ -173,11 +164,16 @@ def browser(chromium_path: str) -> Iterator[Any]:
             launched.close()
 
 
-def token_for(role: str, *scope: str, officer_id: str, ttl_seconds: float = 3600) -> str:
-    import datetime as dt
+@pytest.fixture
+def tab(browser: Any, console_stack: ConsoleStack, axe_source: str) -> Iterator[Any]:
+    contexts: list[Any] = []
 
-    from puskesos_shared.auth import Officer, issue_token
-    from puskesos_shared.contracts.primitives import OfficerRole
+    def open_tab() -> Screen:
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="id-ID",
+                                      timezone_id="Asia/Jakarta")
+        contexts.append(context)
+        return Screen(context.new_page(), console_stack.url, axe_source)
 
-    return issue_token(Officer(officer_id=officer_id, role=OfficerRole(role), scope=scope), TEST_AUTH_SECRET,
-                       ttl=dt.timedelta(seconds=ttl_seconds))
+    yield open_tab
+    for context in contexts:
+        context.close()

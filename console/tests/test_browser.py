@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from .conftest import SCREENSHOT_DIR, WIDTHS, ConsoleStack, token_for
+from console.tests.browser import token_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -24,70 +23,6 @@ KK = "3573010502200123"
 HEAD, SPOUSE = "3573010505800007", "3573014101850008"  # a man born 5-5-1980; a woman born 1-1-1985 (day + 40)
 BAD_BIRTH_DATE_NIK = "3573013201850008"  # day 32: no such date
 UNKNOWN_PROVINCE_NIK = "9973010505800007"
-SERIOUS = ("serious", "critical")
-
-AXE_RUN = """async () => {
-  const result = await axe.run(document, {resultTypes: ["violations"]});
-  return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                                       nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}));
-}"""
-
-
-class Screen:
-    """One officer's browser tab; ``check(name)`` runs the checks on the current screen and saves it."""
-
-    def __init__(self, page: Any, base_url: str, axe_source: str) -> None:
-        self.page, self.base_url, self.axe_source = page, base_url, axe_source
-        self.csp_violations: list[str] = []
-        page.on("console", lambda message: self._console(message.text))
-        page.set_default_timeout(30_000)
-
-    def _console(self, text: str) -> None:
-        if "Content Security Policy" in text or "Content-Security-Policy" in text:
-            self.csp_violations.append(text)
-
-    def goto(self, path: str) -> Any:
-        return self.page.goto(self.base_url + path)
-
-    def check(self, name: str) -> None:
-        page = self.page
-        for width in WIDTHS:
-            page.set_viewport_size({"width": width, "height": 900 if width > 360 else 780})
-            if page.evaluate("typeof window.axe") == "undefined":
-                page.evaluate(self.axe_source)  # through DevTools: the page's own CSP stays strict
-            violations = [v for v in page.evaluate(AXE_RUN) if v["impact"] in SERIOUS]
-            assert violations == [], f"{name} at {width} px: {violations}"
-            if width == 360:
-                scroll = page.evaluate("document.documentElement.scrollWidth")
-                assert scroll <= 360, f"{name} scrolls sideways at 360 px ({scroll} px wide)"
-            SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT_DIR / f"{name}-{width}.png"), full_page=True, animations="disabled",
-                            caret="hide")
-        page.set_viewport_size({"width": 1280, "height": 900})
-        assert self.csp_violations == [], self.csp_violations
-
-    def sign_in(self, token: str) -> None:
-        self.goto("/login")
-        self.page.fill("#f-token", token)
-        self.page.click("button[type=submit] >> text=Masuk")
-        self.page.wait_for_url(self.base_url + "/")
-
-
-@pytest.fixture
-def tab(browser: Any, console_stack: ConsoleStack, axe_source: str) -> Iterator[Any]:
-    contexts: list[Any] = []
-
-    def open_tab() -> Screen:
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="id-ID",
-                                      timezone_id="Asia/Jakarta")
-        contexts.append(context)
-        return Screen(context.new_page(), console_stack.url, axe_source)
-
-    yield open_tab
-    for context in contexts:
-        context.close()
-
-
 def fill_household(page: Any) -> None:
     page.fill("#f-kk_number", KK)
     page.select_option("#f-village_code", VILLAGE)

@@ -18,8 +18,7 @@ import pytest
 from puskesos_distribution.domain import allocation_id_for, round_id_for
 from puskesos_distribution.sample_data import recipient_rows
 
-from .conftest import ConsoleStack, token_for
-from .test_browser import tab  # noqa: F401 - the fixture
+from console.tests.browser import ConsoleStack, token_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -68,7 +67,7 @@ def _wait_indexed(stack: ConsoleStack, allocation_id: str) -> None:
 
 
 def test_auditor_verifies_the_chain_and_traces_an_allocation_as_a_graph(
-        tab: Any, console_stack: ConsoleStack) -> None:  # noqa: F811 - the fixture
+        tab: Any, console_stack: ConsoleStack) -> None:
     from playwright.sync_api import expect
 
     key, rows = _paid_round(console_stack)

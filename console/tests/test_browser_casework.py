@@ -18,8 +18,7 @@ import httpx
 import pytest
 from puskesos_shared.ids import stable_id
 
-from .conftest import ConsoleStack, token_for
-from .test_browser import tab  # noqa: F401 - the fixture
+from console.tests.browser import ConsoleStack, token_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -60,7 +59,7 @@ def _referral(stack: ConsoleStack, method: str, path: str, body: dict[str, Any] 
     return response.json()
 
 
-def test_assessor_assesses_refers_records_the_answer_and_closes(tab: Any, console_stack: ConsoleStack) -> None:  # noqa: F811
+def test_assessor_assesses_refers_records_the_answer_and_closes(tab: Any, console_stack: ConsoleStack) -> None:
     from playwright.sync_api import expect
 
     case_id, case_number = _file_complaint(console_stack, "health_referral", "081234567001")
@@ -121,7 +120,7 @@ def test_assessor_assesses_refers_records_the_answer_and_closes(tab: Any, consol
     assessor.check("24-case-closed")
 
 
-def test_coordinator_acts_on_an_escalation_and_reads_the_evaluation(tab: Any, console_stack: ConsoleStack) -> None:  # noqa: F811
+def test_coordinator_acts_on_an_escalation_and_reads_the_evaluation(tab: Any, console_stack: ConsoleStack) -> None:
     from playwright.sync_api import expect
 
     case_id, case_number = _file_complaint(console_stack, "elderly_alone", "081234567002")

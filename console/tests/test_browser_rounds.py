@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 from puskesos_distribution.sample_data import write_csv
 
-from .conftest import token_for
-from .test_browser import tab  # noqa: F401 - the fixture
+from console.tests.browser import token_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -43,7 +42,7 @@ def recipient_list(path: Path) -> tuple[Path, list[dict[str, str]]]:
 
 
 def test_operator_opens_a_round_uploads_follows_it_live_and_reconciles(
-        tab: Any, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+        tab: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     started = time.monotonic()

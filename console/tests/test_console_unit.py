@@ -20,7 +20,7 @@ from puskesos_console.settings import ConsoleSettings
 from puskesos_shared.auth import Officer, issue_token
 from puskesos_shared.contracts.primitives import OfficerRole
 
-from .fake_intake import fake_intake
+from console.tests.fake_intake import fake_intake
 
 SECRET = "unit-test-signing-secret-0123456789abcdef"
 VILLAGE = "35.73.01.1001"
