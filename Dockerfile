@@ -25,6 +25,7 @@ COPY services/referral/pyproject.toml services/referral/pyproject.toml
 COPY services/distribution/pyproject.toml services/distribution/pyproject.toml
 COPY services/notification/pyproject.toml services/notification/pyproject.toml
 COPY services/audit/pyproject.toml services/audit/pyproject.toml
+COPY console/pyproject.toml console/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-install-workspace
 
@@ -36,13 +37,14 @@ COPY services/referral/src services/referral/src
 COPY services/distribution/src services/distribution/src
 COPY services/notification/src services/notification/src
 COPY services/audit/src services/audit/src
+COPY console/src console/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-editable
 
 # ---- runtime --------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="puskesos" \
-      org.opencontainers.image.description="Puskesos services (intake, referral, distribution, notification, audit)"
+      org.opencontainers.image.description="Puskesos services (intake, referral, distribution, notification, audit) and the officers' console"
 # /data: where a named volume keeps state (the gateway's ledger, local notification files); a
 # new volume takes this directory's owner, so the unprivileged user can write to it.
 RUN groupadd --system --gid 10001 puskesos \

@@ -126,7 +126,7 @@ def test_the_image_installs_every_workspace_member() -> None:
     workspace = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]["members"]
     members = [p.parent.relative_to(ROOT).as_posix() for pattern in workspace
                for p in sorted(ROOT.glob(f"{pattern}/pyproject.toml"))]
-    assert len(members) == 2 + len(SERVICES)
+    assert len(members) == 3 + len(SERVICES)  # shared, cli, the console and the services
     for member in members:
         assert f"COPY {member}/pyproject.toml {member}/pyproject.toml" in dockerfile, member
         assert f"COPY {member}/src {member}/src" in dockerfile, member

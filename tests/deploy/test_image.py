@@ -84,7 +84,7 @@ def test_workspace_packages_are_installed_not_linked(venv: Path) -> None:
     assert str(venv) in proc.stdout, "the image must not depend on /src (editable install)"
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", [*SERVICES, "console"])
 def test_every_service_imports_in_the_image(venv: Path, name: str) -> None:
     proc = run(venv, "-c", f"import puskesos_{name}.__main__, puskesos_{name}.app")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -94,3 +94,12 @@ def test_operator_tools_and_gateway_run_in_the_image(venv: Path) -> None:
     for module in ("puskesos_distribution.cli", GATEWAY_MODULE):
         proc = run(venv, "-m", module, "--help")
         assert proc.returncode == 0, f"{module}: {proc.stderr[-2000:]}"
+
+
+def test_the_console_ships_its_templates_assets_and_catalogs(venv: Path) -> None:
+    """The console's pages need its non-Python files inside the installed package (a wheel, not /src)."""
+    proc = run(venv, "-c", "import puskesos_console, pathlib; root = pathlib.Path(puskesos_console.__file__).parent; "
+                           "print(*sorted(p.relative_to(root).parts[0] for p in root.rglob('*.*') "
+                           "if p.suffix in ('.html', '.css', '.js', '.json', '.svg')))")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {"templates", "static", "i18n"} <= set(proc.stdout.split())

@@ -53,7 +53,7 @@ class NotificationSettings(ServiceSettings):
     # external subscribers' feeds (``feeds``; ``puskesos subscribers`` edits the local stack's files)
     subscribers_file: Path | None = Field(default=None, description="Declared external subscribers (JSON)")
     subscriber_secrets_file: Path | None = Field(default=None, description="Their webhook signing secrets (0600)")
-    feed_batch: int = Field(default=500, ge=1, le=5000, description="Events relayed to a NATS feed per batch")
+    feed_batch: int = Field(default=2000, ge=1, le=5000, description="Events relayed to a NATS feed per batch")
     feed_webhook_batch: int = Field(default=50, ge=1, le=1000, description="Events per webhook batch (in order)")
     feed_ack_wait_seconds: float = Field(default=60.0, gt=0)
     feed_webhook_timeout_seconds: float = Field(default=10.0, gt=0)

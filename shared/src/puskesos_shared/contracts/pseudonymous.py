@@ -23,6 +23,13 @@ any Indonesian phone number (``+62``, ``62`` or ``08`` followed by 8-13 digits) 
 pseudonym (``pseudonymous``) or by ``[disamarkan]`` (``none``). Values that fully match a UUID or a
 SHA-256 digest where the schema declares one are left alone (their digits are not personal).
 
+The net costs one regular-expression search per string, so ``transform`` first walks the plan without
+it and searches the serialised copy once with the net's own pattern: when nothing in the copy matches
+(and it holds no ``\\u`` escape, which could hide a digit), no string could have been scrubbed and the
+copy is the result. Otherwise (a digit run somewhere: rare) the event is walked again with the net on
+every string, as described above. Both give the same bytes: a string's match is a match in the copy,
+since the JSON writer escapes no digit and every other escape ends in a non-digit.
+
 Pseudonyms: ``ps-`` followed by the lowercase, unpadded base32 of the first 15 bytes of
 HMAC-SHA256(subscriber key, ``"<kind>:<value>"``), 27 characters matching ``^ps-[a-z2-7]{24}$``.
 Stable for one key (events about one household can be joined), different for another key (two
@@ -37,15 +44,14 @@ phone number found by the net gets the same pseudonym as the same number in a ph
 
 from __future__ import annotations
 
-import base64
 import copy
 import functools
-import hmac
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, Protocol
 
 from pydantic_core import from_json, to_json
 
@@ -75,8 +81,20 @@ MIN_KEY_BYTES: Final = 16
 FEED_LEVELS: Final = (PiiLevel.PSEUDONYMOUS, PiiLevel.NONE)
 
 _PSEUDONYM_BYTES = 15  # 120 bits, 24 base32 characters without padding
+_SHA256_BLOCK = 64
+_BASE32_PAIRS = tuple(a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567")
+
+
+def _base32(digest: bytes) -> str:
+    """Lowercase RFC 4648 base32 of 15 bytes (no padding): ``base64.b32encode(digest).decode().lower()``."""
+    n = int.from_bytes(digest, "big")
+    pairs = _BASE32_PAIRS
+    return "".join([pairs[(n >> shift) & 0x3FF] for shift in range(110, -1, -10)])
 _CACHE_LIMIT = 100_000
 _NET = re.compile(r"(?<![0-9])(?:(?P<digits>[0-9]{16,})|(?P<phone>(?:\+62|62|08)[0-9]{8,13}))(?![0-9])")
+#: Every ASCII digit to ``0``, every other byte to ``.``: a run of digits is found with ``bytes.find``.
+_DIGIT_MASK = bytes(0x30 if 0x30 <= i <= 0x39 else 0x2E for i in range(256))
+_PHONE_STARTS = (b"62", b"08")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SHA256_PATTERN = "^[0-9a-f]{64}$"
@@ -91,6 +109,27 @@ def normalise_phone(value: str) -> str:
     return value
 
 
+def _net_may_match(copy: bytes) -> bool:
+    """Whether a string of the serialised ``copy`` could hold what the net replaces.
+
+    A match of the net is a whole run of ASCII digits (the pattern refuses a digit on either side): 16
+    or more digits, or 10 to 15 starting with ``62`` or ``08``. A string's run is a run of the copy
+    too, since the JSON writer escapes no digit and every other escape ends in a non-digit, except
+    ``\\uXXXX``: a copy holding one is always walked with the net."""
+    if b"\\u" in copy:
+        return True
+    mask = copy.translate(_DIGIT_MASK)
+    start = mask.find(b"0000000000")
+    while start >= 0:  # ``start`` begins a run (the search starts outside one)
+        end = mask.find(b".", start)
+        if end < 0:
+            end = len(mask)
+        if end - start >= 16 or copy[start:start + 2] in _PHONE_STARTS:
+            return True
+        start = mask.find(b"0000000000", end)
+    return False
+
+
 class _Unsafe(Exception):
     """The message does not have the shape its schema describes: it cannot be made safe."""
 
@@ -102,12 +141,34 @@ def _unsafe() -> NoReturn:
 # the plan: what to do with each part of an event, per level -----------------------------------
 
 
+class _Context(Protocol):
+    """What a plan needs of the pseudonymiser: pseudonyms, and the net (when ``netting``)."""
+
+    @property
+    def netting(self) -> bool: ...
+
+    def pseudonym(self, kind: str, value: str) -> str: ...
+
+    def scrub(self, text: str) -> str: ...
+
+
+class _WithoutNet:
+    """The pseudonymiser seen by the first walk: identifiers and drops only, strings left as they are."""
+
+    __slots__ = ("pseudonym", "scrub")
+    netting: Final = False
+
+    def __init__(self, of: Pseudonymiser) -> None:
+        self.pseudonym = of.pseudonym
+        self.scrub = of.scrub
+
+
 class _Node:
     """One part of an event's plan; ``apply`` returns the value to relay (mutating dicts in place)."""
 
     __slots__ = ()
 
-    def apply(self, value: Any, ctx: Pseudonymiser) -> Any:  # pragma: no cover - abstract
+    def apply(self, value: Any, ctx: _Context) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -128,7 +189,7 @@ class _Keep(_Node):
 
     __slots__ = ()
 
-    def apply(self, value: Any, ctx: Pseudonymiser) -> Any:
+    def apply(self, value: Any, ctx: _Context) -> Any:
         kind = type(value)
         if kind is int:
             if -_NIK_SIZED < value < _NIK_SIZED:
@@ -147,10 +208,10 @@ class _String(_Node):
     def __init__(self, exempt: re.Pattern[str] | None) -> None:
         self.exempt = exempt
 
-    def apply(self, value: Any, ctx: Pseudonymiser) -> Any:
+    def apply(self, value: Any, ctx: _Context) -> Any:
         if type(value) is not str:
             _unsafe()
-        if _NET.search(value) is None or (self.exempt is not None and self.exempt.fullmatch(value)):
+        if not ctx.netting or _NET.search(value) is None or (self.exempt is not None and self.exempt.fullmatch(value)):
             return value
         return ctx.scrub(value)
 
@@ -163,7 +224,7 @@ class _Identifier(_Node):
     def __init__(self, kind: str) -> None:
         self.kind = kind
 
-    def apply(self, value: Any, ctx: Pseudonymiser) -> Any:
+    def apply(self, value: Any, ctx: _Context) -> Any:
         if type(value) is not str:
             _unsafe()
         return ctx.pseudonym(self.kind, value)
@@ -175,7 +236,7 @@ class _Array(_Node):
     def __init__(self, items: _Node) -> None:
         self.items = items
 
-    def apply(self, value: Any, ctx: Pseudonymiser) -> Any:
+    def apply(self, value: Any, ctx: _Context) -> Any:
         if type(value) is not list:
             _unsafe()
         node = self.items
@@ -197,10 +258,11 @@ class _Object(_Node):
         self.props: dict[str, _Node] = {}
         self.extra: _Node | None = None
 
-    def apply(self, value: Any, ctx: Pseudonymiser) -> Any:
+    def apply(self, value: Any, ctx: _Context) -> Any:
         if type(value) is not dict:
             _unsafe()
         props, extra = self.props, self.extra
+        netting = ctx.netting
         gone: list[str] | None = None
         renamed = False
         for key, item in value.items():
@@ -208,7 +270,7 @@ class _Object(_Node):
             if node is None:
                 if extra is None:
                     node = _DROP
-                elif _NET.search(key) is not None:
+                elif netting and _NET.search(key) is not None:
                     renamed = True
                     continue
                 else:
@@ -218,6 +280,10 @@ class _Object(_Node):
                     gone = []
                 gone.append(key)
             elif item is not None:
+                if not netting and type(node) is _String:  # _String.apply without the net, inlined
+                    if type(item) is not str:
+                        _unsafe()
+                    continue
                 new = node.apply(item, ctx)
                 if new is not item:
                     value[key] = new
@@ -228,7 +294,7 @@ class _Object(_Node):
             return self._renamed(value, ctx)
         return value
 
-    def _renamed(self, value: dict[str, Any], ctx: Pseudonymiser) -> dict[str, Any]:
+    def _renamed(self, value: dict[str, Any], ctx: _Context) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, item in value.items():
             if key in self.props or _NET.search(key) is None:
@@ -243,12 +309,14 @@ class _Any(_Node):
 
     __slots__ = ()
 
-    def apply(self, value: Any, ctx: Pseudonymiser) -> Any:
+    def apply(self, value: Any, ctx: _Context) -> Any:
         if type(value) is str:
-            return ctx.scrub(value) if _NET.search(value) is not None else value
+            return ctx.scrub(value) if ctx.netting and _NET.search(value) is not None else value
         if type(value) is list:
             return [self.apply(item, ctx) for item in value]
         if type(value) is dict:
+            if not ctx.netting:
+                return {k: self.apply(v, ctx) for k, v in value.items()}
             return {(ctx.scrub(k) if _NET.search(k) is not None else k): self.apply(v, ctx) for k, v in value.items()}
         return _KEEP.apply(value, ctx)
 
@@ -453,8 +521,18 @@ class Pseudonymiser:
         if self.level is PiiLevel.PSEUDONYMOUS and len(key) < MIN_KEY_BYTES:
             raise ValueError(f"a pseudonym key has at least {MIN_KEY_BYTES} bytes")
         self._key = bytes(key)
+        # HMAC-SHA256 by its definition (RFC 2104), its two padded keys hashed once: a pseudonym then costs
+        # two hash copies instead of a new HMAC (``hmac.digest(key, message)`` gives the same bytes)
+        block = hashlib.sha256(self._key).digest() if len(self._key) > _SHA256_BLOCK else self._key
+        block = block.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self._cache: dict[str, str] = {}
         self._plans: dict[tuple[str, int], _Node] = {}
+        self._without_net = _WithoutNet(self)
+
+    #: The plan's strings go through the net (``_WithoutNet`` is the same pseudonymiser without it).
+    netting: Final = True
 
     def __repr__(self) -> str:  # never the key
         return f"Pseudonymiser(level={self.level.value!r})"
@@ -467,8 +545,11 @@ class Pseudonymiser:
         cached = self._cache.get(message)
         if cached is not None:
             return cached
-        digest = hmac.digest(self._key, message.encode(), "sha256")[:_PSEUDONYM_BYTES]
-        out = PSEUDONYM_PREFIX + base64.b32encode(digest).decode("ascii").lower()
+        inner = self._inner.copy()
+        inner.update(message.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        out = PSEUDONYM_PREFIX + _base32(outer.digest()[:_PSEUDONYM_BYTES])
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[message] = out
@@ -506,10 +587,18 @@ class Pseudonymiser:
                 return None
             self._plans[(event_type, version)] = plan  # only known versions: the dict stays small
         try:
-            plan.apply(raw, self)
+            plan.apply(raw, self._without_net)
         except (_Unsafe, RecursionError):
             return None
-        return to_json(raw)  # compact, UTF-8, as model_dump_json writes it
+        out = to_json(raw)  # compact, UTF-8, as model_dump_json writes it
+        if not _net_may_match(out):
+            return out  # no string the net would change (see the module's docstring)
+        raw = from_json(body, allow_inf_nan=False, cache_strings=False)
+        try:
+            plan.apply(raw, self)
+        except (_Unsafe, RecursionError):  # pragma: no cover - the first walk raised it already
+            return None
+        return to_json(raw)
 
 
 # the schema of the relayed copy -------------------------------------------------------------------------

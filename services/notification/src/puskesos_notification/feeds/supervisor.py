@@ -50,7 +50,7 @@ _RANK = {PiiLevel.NONE: 0, PiiLevel.PSEUDONYMOUS: 1, PiiLevel.FULL: 2}
 class FeedSettings:
     subscribers_file: Path | None
     secrets_file: Path | None
-    batch: int = 500
+    batch: int = 2000
     webhook_batch: int = 50
     ack_wait: float = 60.0
     webhook_timeout: float = 10.0

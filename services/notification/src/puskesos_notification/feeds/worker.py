@@ -226,12 +226,16 @@ class FeedWorker:
             await self.sink.deliver(self.subscriber, generation, items, keep_alive)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the whole batch again, later, in order
+        except Exception as exc:  # the whole batch again, in order, after a pause
             log.warning("feed_batch_failed_will_retry", subscriber=self.subscriber.name, error=type(exc).__name__,
                         first_seq=int(msgs[0].metadata.sequence.stream))
-            for msg in msgs:  # all of them, so they come back together and in order
+            # Given back at once (no redelivery delay): redelivered messages come before any newer one, so
+            # the next batch is this one again. With a delayed NAK a newer event could be delivered first,
+            # and acknowledging it (acknowledge-all) would acknowledge this batch unsent. The pause is here,
+            # before the next fetch, with no pull request open.
+            for msg in msgs:
                 with suppress(Exception):
-                    await msg.nak(delay=self.retry_delay)
+                    await msg.nak()
             await asyncio.sleep(self.retry_delay)
             return
         await msgs[-1].ack_sync()  # acknowledge-all: the batch is done
