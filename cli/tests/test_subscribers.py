@@ -89,14 +89,9 @@ def test_add_list_revoke_keep_private_files(env: dict[str, str]) -> None:
     assert code == 1 and "is not a subscriber" in said
 
 
-def test_event_patterns_and_grants() -> None:
-    topology = Topology()
+def test_event_patterns_become_filters_of_the_events_stream() -> None:
     hospital = Subscriber(name="rsud", events=("referral.>", "intake.case_opened.v1"))
-    assert hospital.grants(topology, "puskesos.events.referral.referral_issued.v1")
-    assert hospital.grants(topology, "puskesos.events.intake.case_opened.v1")
-    assert not hospital.grants(topology, "puskesos.events.intake.household_registered.v1")
-    assert not hospital.grants(topology, "puskesos.events.distribution.aid_allocated.v1")
-    assert Subscriber(name="all", events=(">",)).grants(topology, "puskesos.events.audit.x.v1")
+    assert hospital.event_filters(Topology()) == ["puskesos.events.referral.>", "puskesos.events.intake.case_opened.v1"]
     assert check_event_pattern("distribution.*.v1") == "distribution.*.v1"
     with pytest.raises(ValueError, match="is not a service"):
         check_event_pattern("payments.>")

@@ -41,7 +41,6 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .contracts.pseudonymous import PiiLevel
-from .messaging.redrive import subject_matches
 from .permissions import SERVICES, NatsUser
 from .topology import Topology
 
@@ -161,9 +160,6 @@ class Subscriber(BaseModel):
 
     def event_filters(self, topology: Topology) -> list[str]:
         return [f"{topology.namespace}.events.{pattern}" for pattern in self.events]
-
-    def grants(self, topology: Topology, subject: str) -> bool:
-        return any(subject_matches(subject, f) for f in self.event_filters(topology))
 
     def feed_filter(self, topology: Topology) -> str:
         return f"{topology.feed_prefix(self.name)}.>"

@@ -93,10 +93,6 @@ class DeliveryLog:
             out[str(row["_id"])] = int(row["n"])
         return out
 
-    async def recent(self, subscriber: str, limit: int) -> list[Document]:
-        cursor = self.collection.find({"subscriber": subscriber}, {"_id": 0}).sort("sequence", -1).limit(limit)
-        return [doc async for doc in cursor]
-
 
 class GiveUp(Exception):
     """The receiver refused the event for good, or did not take it in time."""
