@@ -1,6 +1,6 @@
 """Feed relay benchmark: a late subscriber's replay of the whole events stream, and the webhook rate.
 
-    uv run python bench/feed_relay.py [--events 1000000] [--webhook-events 20000] [--batch N (default: the service's feed_batch)] [--keep-dir]
+    uv run python bench/feed_relay.py [--events 1000000] [--webhook-events 20000] [--batch N] [--keep-dir]
 
 Starts nats-server (JetStream, file storage) and the local Mongo engine (the feeds' state lives there) in a
 temporary directory (or uses PUSKESOS_NATS_URL / PUSKESOS_MONGO_URL), then:
