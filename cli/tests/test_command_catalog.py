@@ -12,6 +12,7 @@ import puskesos_audit.app
 import puskesos_distribution.commands
 import puskesos_intake.commands
 import puskesos_notification.commands
+import puskesos_notification.feeds.commands
 import puskesos_referral.commands
 import puskesos_shared.resident_export
 import puskesos_shared.service
@@ -30,7 +31,7 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> Registered:
     scoped: set[tuple[str, str, type[Any], str]] = set()
 
     def record(broker: Any, topology: Topology, *, service: str, name: str, request: type[Any], handler: Any,
-               version: int = 1) -> str:
+               version: int = 1, every_replica: bool = False) -> str:
         assert version == 1
         seen.add((service, name, request))
         return topology.command_subject(service, name, version)
@@ -42,12 +43,13 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> Registered:
         return f"{topology.command_subject(service, name, version)}.*"
 
     for module in (puskesos_distribution.commands, puskesos_intake.commands, puskesos_notification.commands,
-                   puskesos_referral.commands, puskesos_shared.resident_export):
+                   puskesos_notification.feeds.commands, puskesos_referral.commands, puskesos_shared.resident_export):
         monkeypatch.setattr(module, "subscribe_command", record)
     monkeypatch.setattr(puskesos_referral.commands, "subscribe_scoped_command", record_scoped)
     broker, topology = MagicMock(), Topology()
     puskesos_intake.commands.register_commands(broker, topology, MagicMock())
     puskesos_notification.commands.register_commands(broker, topology, MagicMock())
+    puskesos_notification.feeds.commands.register_feed_commands(broker, topology, MagicMock())
     puskesos_distribution.commands.register_commands(broker, topology, MagicMock(), MagicMock(), MagicMock())
     puskesos_referral.commands.register_commands(SimpleNamespace(broker=broker, topology=topology),  # type: ignore[arg-type]
                                                  MagicMock(), MagicMock(), None)

@@ -13,6 +13,7 @@ from puskesos_audit.commands import ReplayCommand
 from puskesos_distribution.requests import CloseRound, FinishImport, ImportChunk, OpenRound, RoundRef, RoundStatusQuery
 from puskesos_intake.commands import ComplaintStatusQuery, FileComplaint, RegisterHousehold
 from puskesos_notification.directory import OfficerRemove, OfficerUpsert, OptOut
+from puskesos_notification.feeds.commands import FeedReplayRequest, FeedStatusRequest, SubscribersChanged
 from puskesos_referral.requests import (
     AcknowledgeEscalationCommand,
     AssessCommand,
@@ -122,6 +123,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("notification", "officer_remove", OfficerRemove, "Remove an officer's directory entry."),
     CommandSpec("notification", "opt_out", OptOut,
                 "Record that a phone number does (or no longer does) want messages."),
+    # notification: the external subscribers' feeds (the puskesos subscribers CLI; operators)
+    CommandSpec("notification", "subscribers_changed", SubscribersChanged,
+                "Every replica reads the subscribers file again now (no queue group: the first answer is enough)."),
+    CommandSpec("notification", "feed_replay", FeedReplayRequest,
+                "Replay a subscriber's feed from a stream sequence or a time, as a new generation (same event ids)."),
+    CommandSpec("notification", "feed_status", FeedStatusRequest,
+                "Each declared subscriber's feed: where it started, relayed, pending, dead letters, deliveries."),
     # audit
     CommandSpec("audit", "replay", ReplayCommand,
                 "Replay the audit log (auditor): the reply names the subject the events follow on "

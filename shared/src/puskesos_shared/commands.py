@@ -116,11 +116,13 @@ def subscribe_command(
     request: type[Req],
     handler: CommandHandler[Req],
     version: int = 1,
+    every_replica: bool = False,
 ) -> str:
-    """Serves ``{ns}.commands.{service}.{name}.v{version}``; replicas share it through a queue group."""
+    """Serves ``{ns}.commands.{service}.{name}.v{version}``; replicas share it through a queue group, or
+    with ``every_replica`` each replica gets it (the requester takes the first answer)."""
     subject = topology.command_subject(service, name, version)
 
-    @broker.subscriber(subject, queue=f"{service}-commands", title=f"{service}.{name}",
+    @broker.subscriber(subject, queue="" if every_replica else f"{service}-commands", title=f"{service}.{name}",
                        description=f"Command {name} of the {service} service ({request.__name__})")
     async def _serve(msg: NatsMessage) -> bytes:
         return await _answer(name, request, msg.body, handler)

@@ -12,8 +12,8 @@ import os
 import socket
 from typing import Any, Self
 
-from faststream.nats import NatsBroker, NatsMessage
-from puskesos_shared.commands import CommandError, CommandReply, subscribe_command
+from faststream.nats import NatsBroker
+from puskesos_shared.commands import CommandError, subscribe_command
 from puskesos_shared.topology import Topology
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -66,16 +66,12 @@ def register_feed_commands(broker: NatsBroker, topology: Topology, feeds: Feeds)
     async def status(req: FeedStatusRequest) -> dict[str, Any]:
         return {"feeds": await feeds.status()}
 
-    changed = topology.command_subject("notification", "subscribers_changed")
-
-    @broker.subscriber(changed, title="notification.subscribers_changed",
-                       description="Every replica reads the subscribers file again (no queue group)")
-    async def _changed(msg: NatsMessage) -> bytes:
-        result = await feeds.reconcile()
-        return CommandReply(ok=True, result=result | {"instance": instance}).model_dump_json().encode()
+    async def changed(req: SubscribersChanged) -> dict[str, Any]:
+        return await feeds.reconcile() | {"instance": instance}
 
     return [
-        changed,
+        subscribe_command(broker, topology, service="notification", name="subscribers_changed",
+                          request=SubscribersChanged, handler=changed, every_replica=True),
         subscribe_command(broker, topology, service="notification", name="feed_replay", request=FeedReplayRequest,
                           handler=replay),
         subscribe_command(broker, topology, service="notification", name="feed_status", request=FeedStatusRequest,
