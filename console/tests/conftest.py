@@ -151,8 +151,10 @@ async def _drop_streams(nats_url: str, namespace: str) -> None:
         await nc.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """Per module: Playwright's sync API runs an event loop on the main thread while it is started, and a
+    later test of the session calling ``asyncio.run`` would fail under it."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -114,12 +114,13 @@ class WebhookSink:
     async def deliver(self, subscriber: Subscriber, generation: int, items: Sequence[Relayed],
                       keep_alive: Callable[[], Awaitable[None]]) -> None:
         done: list[Document] = []
+        secret = self.secret_of(subscriber.name)  # read once a batch, not once a POST
         for item in items:
             entry = {"_id": f"{subscriber.name}:{generation}:{item.sequence}", "subscriber": subscriber.name,
                      "generation": generation, "sequence": item.sequence, "event_id": item.event_id}
             started = dt.datetime.now(dt.UTC)
             try:
-                attempts, status = await self.post(subscriber, item.body, item.sequence, keep_alive)
+                attempts, status = await self.post(subscriber, secret, item.body, item.sequence, keep_alive)
                 done.append(entry | {"status": "delivered", "attempts": attempts, "last_status": status,
                                      "first_attempt_at": started, "delivered_at": dt.datetime.now(dt.UTC)})
             except GiveUp as exc:
@@ -137,11 +138,10 @@ class WebhookSink:
                 done = []
         await self.deliveries.record(done)
 
-    async def post(self, subscriber: Subscriber, body: bytes, sequence: int,
+    async def post(self, subscriber: Subscriber, secret: bytes | None, body: bytes, sequence: int,
                    keep_alive: Callable[[], Awaitable[None]] | None = None,
                    give_up_after: float | None = None) -> tuple[int, int]:
         """POSTs one event until it is accepted; returns (attempts, status). Raises GiveUp."""
-        secret = self.secret_of(subscriber.name)
         if secret is None:
             raise GiveUp(f"no signing secret for subscriber {subscriber.name}", 0)
         document = cloud_event(body, namespace=self.topology.namespace, sequence=sequence, pii=subscriber.pii.value)
@@ -183,7 +183,8 @@ class WebhookSink:
         if body is None:
             raise GiveUp("the event cannot be made safe for this subscriber", 0)
         sequence = int(headers.get(DLQ_ORIGINAL_SEQUENCE, "0") or 0)
-        attempts, status = await self.post(subscriber, body, sequence, give_up_after=patience)
+        attempts, status = await self.post(subscriber, self.secret_of(subscriber.name), body, sequence,
+                                           give_up_after=patience)
         event_id = headers.get("Nats-Msg-Id", "")
         await self.deliveries.record([{"_id": f"{subscriber.name}:redrive:{sequence}", "subscriber": subscriber.name,
                                        "sequence": sequence, "event_id": event_id, "status": "redriven",
