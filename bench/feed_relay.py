@@ -10,8 +10,8 @@ temporary directory (or uses PUSKESOS_NATS_URL / PUSKESOS_MONGO_URL), then:
    households, on their own subjects, published with pipelined ``publish_async``; prints the fill rate;
 2. replays them to a late NATS subscriber (``--pii pseudonymous``) from sequence 1 through the production
    path: the subscribers file, ``Feeds.reconcile`` and ``Feeds.replay`` (``FeedStart(from_seq=1)``), so
-   the ``FeedWorker``, ``transform_for`` (the ``Pseudonymiser``) and the ``NatsFeedSink`` do the work, until
-   the subscriber's feed holds every copy; then the subscriber reads its feed with a plain nats-py pull
+   the ``FeedWorker``, ``FeedTransform`` (the ``Pseudonymiser``, in its worker process) and the
+   ``NatsFeedSink`` do the work, until the subscriber's feed holds every copy; then the subscriber reads its feed with a plain nats-py pull
    consumer as ``examples/nats_subscriber.py`` does (fetch 100, skip a repeated event id, ack each);
 3. the floor from the same run: the same replay for a ``--pii full`` subscriber (no transform, the same
    worker and sink), and a bare copy (fetch a batch, ``publish_async`` each message into a feed, wait for
@@ -62,7 +62,8 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from puskesos_notification.feeds.supervisor import Feeds, FeedSettings, transform_for
+from puskesos_notification.feeds.supervisor import Feeds, FeedSettings
+from puskesos_notification.feeds.transform import FeedTransform
 from puskesos_notification.feeds.webhook import CONTENT_TYPE, cloud_event
 from puskesos_notification.feeds.worker import FeedStart
 from puskesos_notification.settings import NotificationSettings
@@ -75,7 +76,6 @@ from puskesos_shared.messaging import encode_event, ensure_streams, event_header
 from puskesos_shared.messaging.dead_letter import DeadLetters
 from puskesos_shared.messaging.publisher import EventPublisher
 from puskesos_shared.subscribers import SIGNATURE_HEADER, Subscriber, SubscriberBook, SubscriberSecrets, sign
-from puskesos_shared.tasks import stop_tasks
 from puskesos_shared.testing.servers import ServerHandle, resolve_mongo, resolve_nats
 from puskesos_shared.topology import Topology
 from pymongo import AsyncMongoClient
@@ -284,17 +284,16 @@ class Relay:
 
     async def __aenter__(self) -> Relay:
         await self.broker.connect()
-        js: JetStreamContext = self.broker.config.connection_state.stream
+        nc: NatsClient = self.broker.config.connection_state.connection
         dead_letters = DeadLetters(EventPublisher(self.broker, self.topology), "notification")
         db = self.mongo[f"{self.topology.namespace}_notification"]
-        self.feeds = Feeds(js, db, self.topology, dead_letters, self.settings, HASH_SECRET)
+        self.feeds = Feeds(nc, db, self.topology, dead_letters, self.settings, HASH_SECRET)
         await self.feeds.create_indexes()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self.feeds is not None:
-            await stop_tasks([task for _, task in self.feeds.running.values()])
-            await self.feeds.webhooks.close()
+            await self.feeds.close()
         await self.broker.stop()
         await self.mongo.close()
 
@@ -535,7 +534,7 @@ async def webhook_phase(relay: Relay, nc: NatsClient, receiver: Receiver, events
     sub = await js.pull_subscribe(relay.topology.all_events, stream=relay.topology.events_stream,
                                   config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                                         opt_start_seq=first, ack_policy=AckPolicy.NONE))
-    transform = transform_for(subscriber, HASH_SECRET)
+    transform = FeedTransform.of(subscriber.name, subscriber.pii, HASH_SECRET)
     documents: list[bytes] = []
     while len(documents) < count:
         for msg in await sub.fetch(min(500, count - len(documents)), timeout=10):

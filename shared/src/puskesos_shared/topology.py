@@ -135,5 +135,6 @@ class Topology:
                 max_age=FEED_MAX_AGE_SECONDS,
                 deny_delete=True,
                 deny_purge=False,  # a revoked subscriber's feed is purged
+                allow_batched=True,  # the relay's fast ingest (nats-server 2.14+)
             ),
         ]

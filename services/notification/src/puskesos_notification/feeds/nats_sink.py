@@ -1,17 +1,22 @@
 """A feed subscriber's sink: its own subjects in the ``{NS}_FEEDS`` stream.
 
-A batch is published with pipelined JetStream publishes (each one acknowledged by the stream before
-the batch counts as delivered). Headers say what the copy is without opening it: the original event's
-id and type, the events-stream sequence it was copied from, the feed generation and the account's
-personal-data level. The original's other headers are not copied (a correlation id may name a household).
+A batch is published with JetStream's fast ingest (``messaging.fast_ingest``: one flow acknowledgement
+every ``flow`` messages, and a final acknowledgement that counts the batch; the feeds stream allows it),
+so a replay is not bound by one acknowledgement per event. The batch counts as delivered only when the
+stream confirms every copy; otherwise the worker gives the batch back and it is sent again, stored once
+by ``Nats-Msg-Id``.
+
+Headers say what the copy is without opening it: the original event's id and type, the events-stream
+sequence it was copied from, the feed generation and the account's personal-data level. The original's
+other headers are not copied (a correlation id may name a household).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NatsClient
+from puskesos_shared.messaging.fast_ingest import FastIngest, Outgoing
 from puskesos_shared.subscribers import Subscriber
 from puskesos_shared.topology import Topology
 
@@ -30,15 +35,12 @@ def feed_headers(subscriber: Subscriber, generation: int, item: Relayed) -> dict
 
 
 class NatsFeedSink:
-    def __init__(self, js: JetStreamContext, topology: Topology, *, timeout: float = 15.0) -> None:
-        self.js, self.topology, self.timeout = js, topology, timeout
+    def __init__(self, nc: NatsClient, topology: Topology, *, timeout: float = 15.0) -> None:
+        self.topology = topology
+        self.fast = FastIngest(nc, timeout=timeout)
 
     async def deliver(self, subscriber: Subscriber, generation: int, items: Sequence[Relayed],
                       keep_alive: Callable[[], Awaitable[None]]) -> None:
-        if not items:
-            return
-        stream = self.topology.feeds_stream
-        futures = [await self.js.publish_async(self.topology.feed_subject(subscriber.name, item.subject), item.body,
-                                               headers=feed_headers(subscriber, generation, item), stream=stream)
-                   for item in items]
-        await asyncio.wait_for(asyncio.gather(*futures), timeout=self.timeout)
+        if items:
+            await self.fast.publish([Outgoing(self.topology.feed_subject(subscriber.name, item.subject), item.body,
+                                              feed_headers(subscriber, generation, item)) for item in items])

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import hmac
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -25,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
-from puskesos_shared.contracts.pseudonymous import PiiLevel, Pseudonymiser
+from puskesos_shared.contracts.pseudonymous import PiiLevel
 from puskesos_shared.contracts.registry import InvalidMessage
 from puskesos_shared.messaging.dead_letter import DeadLetters
 from puskesos_shared.subscribers import DeliveryKind, Subscriber, SubscriberBook, SubscriberSecrets
@@ -36,8 +34,9 @@ from puskesos_shared.topology import Topology
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .nats_sink import NatsFeedSink
+from .transform import FeedTransform, TransformPool
 from .webhook import DeliveryLog, WebhookSink
-from .worker import FeedStart, FeedStates, FeedWorker, Transform, delete_consumer
+from .worker import FeedStart, FeedStates, FeedWorker, delete_consumer
 
 log = structlog.get_logger("puskesos.notification.feeds")
 Document = dict[str, Any]
@@ -57,19 +56,15 @@ class FeedSettings:
     webhook_backoff_initial: float = 0.5
     webhook_backoff_max: float = 10.0
     webhook_give_up_after: float = 24 * 3600.0
-
-
-def transform_for(subscriber: Subscriber, hash_secret: bytes) -> Transform:
-    if subscriber.pii is PiiLevel.FULL:
-        return lambda body: body
-    key = hmac.new(hash_secret, f"feed-pseudonym:{subscriber.name}".encode(), hashlib.sha256).digest()
-    return Pseudonymiser(key, subscriber.pii).transform
+    jetstream_timeout: float = 5.0
+    transform_processes: int = 1
 
 
 class Feeds:
-    def __init__(self, js: JetStreamContext, db: AsyncDatabase[Document], topology: Topology,
+    def __init__(self, nc: NatsClient, db: AsyncDatabase[Document], topology: Topology,
                  dead_letters: DeadLetters, settings: FeedSettings, hash_secret: bytes) -> None:
-        self.js, self.topology, self.dead_letters, self.settings = js, topology, dead_letters, settings
+        self.nc, self.js = nc, nc.jetstream(timeout=settings.jetstream_timeout)
+        self.topology, self.dead_letters, self.settings = topology, dead_letters, settings
         self.hash_secret = hash_secret
         self.book = SubscriberBook(settings.subscribers_file) if settings.subscribers_file else None
         self.secrets = SubscriberSecrets(settings.secrets_file) if settings.secrets_file else None
@@ -79,7 +74,8 @@ class Feeds:
                                     timeout=settings.webhook_timeout, backoff_initial=settings.webhook_backoff_initial,
                                     backoff_max=settings.webhook_backoff_max,
                                     give_up_after=settings.webhook_give_up_after)
-        self.nats = NatsFeedSink(js, topology)
+        self.nats = NatsFeedSink(nc, topology)
+        self.pool = TransformPool(settings.transform_processes)
         self.running: dict[str, tuple[Subscriber, asyncio.Task[None]]] = {}
         self._lock = asyncio.Lock()
 
@@ -97,11 +93,15 @@ class Feeds:
 
     def _start(self, subscriber: Subscriber) -> None:
         webhook = subscriber.delivery is DeliveryKind.WEBHOOK
-        worker = FeedWorker(self.js, self.topology, subscriber, transform=transform_for(subscriber, self.hash_secret),
-                            sink=self.webhooks if webhook else self.nats, states=self.states,
+        # a NATS feed reads its next batch while it publishes one; a webhook's batch may be retried for hours
+        worker = FeedWorker(self.nc, self.js, self.topology, subscriber,
+                            transform=FeedTransform.of(subscriber.name, subscriber.pii, self.hash_secret),
+                            pool=self.pool, sink=self.webhooks if webhook else self.nats, states=self.states,
                             dead_letters=self.dead_letters,
                             batch=self.settings.webhook_batch if webhook else self.settings.batch,
-                            ack_wait=self.settings.ack_wait)
+                            depth=1 if webhook else 3, ack_wait=self.settings.ack_wait)
+        if not webhook:
+            self.pool.warm(worker.transform)
         task = asyncio.create_task(supervised(worker.run, name=f"feed {subscriber.name}"))
         self.running[subscriber.name] = (subscriber, task)
         if webhook:  # ``puskesos dlq redrive`` of its dead letters: POSTed again, same id
@@ -208,9 +208,14 @@ class Feeds:
                 await self.reconcile()
                 await asyncio.sleep(30)
         finally:
-            await stop_tasks([task for _, task in self.running.values()])
-            self.running.clear()
-            await self.webhooks.close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Stops every feed, then the transform processes and the webhooks' HTTP client."""
+        await stop_tasks([task for _, task in self.running.values()])
+        self.running.clear()
+        self.pool.close()
+        await self.webhooks.close()
 
 
 def parse_since(value: str) -> dt.datetime:

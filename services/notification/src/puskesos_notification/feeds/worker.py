@@ -6,6 +6,8 @@ to the subscriber's granted events. Each batch is made safe for the subscriber's
 ``Pseudonymiser``) and handed to its sink, then acknowledged at once (acknowledge-all: the last message
 of the batch acknowledges the batch). The consumer lets at most one batch be outstanding
 (``max_ack_pending`` = batch size), so replicas take turns and the order of the stream is kept.
+Batches are read with ``BatchPuller`` (JetStream's pull requests without nats-py's per-message timers:
+a replay reads the whole stream).
 
 Where a feed starts is kept in the service's database (``feeds`` collection): new events only, a stream
 sequence or a time. A replay (``replay``) records a new start and a new generation, then re-creates the
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -26,21 +29,25 @@ from typing import Any, Protocol
 
 import nats.errors
 import structlog
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from puskesos_shared.messaging.dead_letter import DeadLetters
+from puskesos_shared.messaging.pull import JS_API_PREFIX, BatchPuller, ConsumerGone, stream_sequence
 from puskesos_shared.messaging.streams import until_ready
 from puskesos_shared.subscribers import Subscriber
-from puskesos_shared.tasks import honour_cancellation
 from puskesos_shared.topology import Topology
 from pymongo.asynchronous.collection import AsyncCollection
+
+from .transform import FeedTransform, TransformPool
 
 log = structlog.get_logger("puskesos.notification.feeds")
 
 Document = dict[str, Any]
-Transform = Callable[[bytes], bytes | None]
+#: JetStream's "consumer already exists" (another replica created it first).
+CONSUMER_EXISTS = 10148
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,14 +146,51 @@ class FeedStates:
         await self.collection.delete_one({"_id": name})
 
 
-async def ensure_consumer(js: JetStreamContext, topology: Topology, config: ConsumerConfig) -> None:
-    """Creates the consumer unless it exists (an existing one keeps its position)."""
+#: The consumer's priority group (ADR-42 ``pinned_client``): one replica at a time relays a feed.
+RELAY_GROUP = "relay"
+
+
+def _created_config(config: ConsumerConfig, pin_timeout: float) -> dict[str, Any]:
+    """The consumer's configuration as JetStream's API takes it, with its priority group (nats-py's
+    ``ConsumerConfig`` has no fields for them)."""
+    return {**config.as_dict(), "priority_policy": "pinned_client", "priority_groups": [RELAY_GROUP],
+            "priority_timeout": int(pin_timeout * 1_000_000_000)}
+
+
+async def _api(nc: NatsClient, subject: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    reply = await nc.request(f"{JS_API_PREFIX}.{subject}", json.dumps(request).encode(), timeout=timeout)
+    answer: dict[str, Any] = json.loads(reply.data)
+    if error := answer.get("error"):
+        APIError.from_error(error)  # raises NotFoundError, ServiceUnavailableError... as nats-py does
+    return answer
+
+
+async def ensure_consumer(nc: NatsClient, topology: Topology, config: ConsumerConfig, *, pin_timeout: float,
+                          timeout: float = 5.0) -> None:
+    """Creates the consumer unless it exists (an existing one keeps its position).
+
+    A consumer made by an earlier release has no priority group, and JetStream cannot add one to an
+    existing consumer: it is replaced by one that starts after its acknowledgement floor."""
+    stream, name = topology.events_stream, config.durable_name or ""
     try:
-        await js.consumer_info(topology.events_stream, config.durable_name or "")
-        return
+        info = await until_ready(partial(_api, nc, f"CONSUMER.INFO.{stream}.{name}", {}, timeout), f"consumer {name}")
     except NotFoundError:
-        pass
-    await until_ready(partial(js.add_consumer, topology.events_stream, config), f"consumer {config.durable_name}")
+        info = None
+    if info is not None:
+        if info["config"].get("priority_policy") == "pinned_client":
+            return
+        floor = int((info.get("ack_floor") or {}).get("stream_seq") or 0)
+        config.deliver_policy, config.opt_start_seq, config.opt_start_time = (
+            DeliverPolicy.BY_START_SEQUENCE, floor + 1, None)
+        log.info("feed_consumer_replaced_for_pinning", consumer=name, from_seq=floor + 1)
+        with suppress(NotFoundError):
+            await _api(nc, f"CONSUMER.DELETE.{stream}.{name}", {}, timeout)
+    request = {"stream_name": stream, "config": _created_config(config, pin_timeout), "action": "create"}
+    try:
+        await until_ready(partial(_api, nc, f"CONSUMER.CREATE.{stream}.{name}", request, timeout), f"consumer {name}")
+    except APIError as exc:
+        if exc.err_code != CONSUMER_EXISTS:  # another replica created it first
+            raise
 
 
 async def delete_consumer(js: JetStreamContext, topology: Topology, name: str) -> None:
@@ -154,15 +198,103 @@ async def delete_consumer(js: JetStreamContext, topology: Topology, name: str) -
         await js.delete_consumer(topology.events_stream, name)
 
 
-class FeedWorker:
-    """Runs one subscriber's feed until cancelled."""
+@dataclass(slots=True)
+class _Fetched:
+    """A batch read from the consumer: its copies being made, part by part, and the feed's state read."""
 
-    def __init__(self, js: JetStreamContext, topology: Topology, subscriber: Subscriber, *, transform: Transform,
-                 sink: Sink, states: FeedStates, dead_letters: DeadLetters, batch: int, ack_wait: float,
-                 fetch_timeout: float = 5.0, retry_delay: float = 1.0) -> None:
-        self.js, self.topology, self.subscriber = js, topology, subscriber
-        self.transform, self.sink, self.states, self.dead_letters = transform, sink, states, dead_letters
+    msgs: list[Msg]
+    parts: list[asyncio.Task[list[bytes | None]]]
+    state: asyncio.Task[Document | None]
+
+    async def copies(self) -> list[bytes | None]:
+        return [copy for part in await asyncio.gather(*self.parts) for copy in part]
+
+    def abandon(self) -> None:
+        for task in (*self.parts, self.state):
+            task.cancel()
+
+
+class _Reader:
+    """Reads a feed's batches ahead of its writer: up to ``depth`` batches are outstanding (read, being
+    made safe, or being written), as the consumer's ``max_ack_pending`` allows."""
+
+    def __init__(self, worker: FeedWorker, *, depth: int) -> None:
+        self.worker = worker
+        self.ready: asyncio.Queue[_Fetched] = asyncio.Queue()
+        self.room = asyncio.Semaphore(depth)
+        self.stopping = self.fetching = False
+        self.task = asyncio.create_task(self._run(), name=f"feed reader {worker.subscriber.name}")
+        # what ends it is raised by next(); a reader left to finish its pull after its writer was cancelled
+        # ends with nobody to ask (the consumer deleted when a subscriber is revoked, for instance)
+        self.task.add_done_callback(lambda task: task.cancelled() or task.exception())
+
+    async def _run(self) -> None:
+        while True:
+            await self.room.acquire()
+            if self.stopping:
+                return
+            self.fetching = True
+            try:
+                fetched = await self.worker._fetch()
+            finally:
+                self.fetching = False
+            if fetched is None:
+                self.room.release()
+            else:
+                self.ready.put_nowait(fetched)
+
+    async def next(self) -> _Fetched:
+        """The next batch, in order; raises what ended the reader (``ConsumerGone``: the consumer was re-created)."""
+        getting = asyncio.ensure_future(self.ready.get())
+        try:
+            await asyncio.wait((getting, self.task), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getting.done():
+                getting.cancel()
+        if getting.done() and not getting.cancelled():
+            return getting.result()
+        self.task.result()
+        raise RuntimeError("the feed reader ended")  # pragma: no cover - _run ends by raising or when stopped
+
+    def written(self) -> None:
+        """The writer is done with a batch: room for another."""
+        self.room.release()
+
+    async def stop(self) -> list[_Fetched]:
+        """Ends reading and gives the batches read, in order. A pull in progress is waited for, never
+        cancelled: its messages would be delivered to nobody, and acknowledging a later batch
+        (acknowledge-all) would acknowledge them unsent."""
+        self.stopping = True
+        if not self.fetching:
+            self.task.cancel()
+        await asyncio.wait((self.task,))
+        if not self.task.cancelled():
+            with suppress(Exception):  # an error the writer already met in next(), or one that no longer matters
+                self.task.result()
+        held = []
+        while not self.ready.empty():
+            held.append(self.ready.get_nowait())
+        return held
+
+
+class FeedWorker:
+    """Runs one subscriber's feed until cancelled.
+
+    Up to ``depth`` batches are outstanding: the next ones are read and made safe while one is published.
+    Only the pinned replica receives them, and batches are published in order, so the order of the stream
+    holds. A failed batch is given back (with the batches read after it) and tried again.
+    """
+
+    def __init__(self, nc: NatsClient, js: JetStreamContext, topology: Topology, subscriber: Subscriber, *,
+                 transform: FeedTransform, pool: TransformPool, sink: Sink, states: FeedStates,
+                 dead_letters: DeadLetters, batch: int, ack_wait: float, depth: int = 1, fetch_timeout: float = 5.0,
+                 retry_delay: float = 1.0) -> None:
+        self.nc, self.js, self.topology, self.subscriber = nc, js, topology, subscriber
+        self.transform, self.pool, self.sink, self.states = transform, pool, sink, states
+        self.dead_letters, self.depth = dead_letters, depth
         self.batch, self.ack_wait, self.fetch_timeout, self.retry_delay = batch, ack_wait, fetch_timeout, retry_delay
+        self.puller = BatchPuller(nc, topology.events_stream, subscriber.relay_consumer, group=RELAY_GROUP)
+        self.chunk = max(1, batch // 8)  # the transform of a batch starts as its first part arrives
 
     async def run(self) -> None:
         while True:  # a replay re-creates the consumer (maybe on another replica): bind to the new one
@@ -173,71 +305,92 @@ class FeedWorker:
         name = self.subscriber.relay_consumer
         state = await self.states.ensure(self.subscriber, FeedStart())
         config = consumer_config(self.subscriber, self.topology, FeedStart.from_document(state["start"]),
-                                 batch=self.batch, ack_wait=self.ack_wait)
-        await ensure_consumer(self.js, self.topology, config)
-        sub = await self.js.pull_subscribe_bind(name, self.topology.events_stream)
+                                 batch=self.batch * self.depth, ack_wait=self.ack_wait)
+        await ensure_consumer(self.nc, self.topology, config, pin_timeout=self.ack_wait)
         log.info("feed_started", subscriber=self.subscriber.name, consumer=name, generation=state["generation"])
+        reader = _Reader(self, depth=self.depth)
         try:
             while True:
-                honour_cancellation()
-                try:
-                    msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
-                except (nats.errors.TimeoutError, TimeoutError):
-                    continue
-                except NotFoundError:
-                    log.info("feed_consumer_recreated", subscriber=self.subscriber.name)
-                    return
-                except nats.errors.Error as exc:
-                    log.warning("feed_fetch_failed", subscriber=self.subscriber.name, error=type(exc).__name__)
+                current = await reader.next()
+                if await self._write(current):
+                    reader.written()
+                else:
+                    # Given back in order, once no pull is open (an open pull could receive the failed batch
+                    # again after newer events): this batch, then those read after it.
+                    for batch in (current, *await reader.stop()):
+                        batch.abandon()
+                        await self._give_back(batch.msgs)
                     await asyncio.sleep(self.retry_delay)
-                    continue
-                if msgs:  # nats-py's fetch returns [] when a pull ends on a 408/404 status with nothing
-                    await self._handle(msgs)
+                    reader = _Reader(self, depth=self.depth)
+        except ConsumerGone:
+            log.info("feed_consumer_recreated", subscriber=self.subscriber.name)
         finally:
-            with suppress(Exception):
-                await sub.unsubscribe()
+            await reader.stop()
 
-    async def _handle(self, msgs: list[Msg]) -> None:
-        state = await self.states.get(self.subscriber.name)
-        generation = int(state["generation"]) if state else 1
-        items: list[Relayed] = []
-        dead = 0
-        for msg in msgs:
-            seq = int(msg.metadata.sequence.stream)
-            body = self.transform(msg.data)
-            headers = dict(msg.headers or {})
-            if body is None:  # an event this release cannot make safe for the account: never passed on
-                await self.dead_letters.send(
-                    body=msg.data, original_headers=headers, original_subject=msg.subject,
-                    original_stream=self.topology.events_stream, original_sequence=seq,
-                    consumer=self.subscriber.relay_consumer, deliveries=int(msg.metadata.num_delivered),
-                    reason=f"cannot be made safe for a subscriber with pii {self.subscriber.pii.value} "
-                           "(an event type or version this release does not know)")
-                dead += 1
-                continue
-            items.append(Relayed(msg, msg.subject, body, seq, headers.get("Nats-Msg-Id", "")))
+    async def _fetch(self) -> _Fetched | None:
+        parts: list[asyncio.Task[list[bytes | None]]] = []
 
-        async def keep_alive() -> None:
-            for msg in msgs:
-                with suppress(Exception):
-                    await msg.in_progress()
+        def transform(msgs: list[Msg]) -> None:  # as they arrive: the pool starts before the batch is complete
+            parts.append(asyncio.create_task(self.pool.run(self.transform, [msg.data for msg in msgs])))
 
         try:
+            msgs = await self.puller.fetch(self.batch, timeout=self.fetch_timeout, chunk=self.chunk,
+                                           on_chunk=transform)
+        except nats.errors.Error as exc:
+            log.warning("feed_fetch_failed", subscriber=self.subscriber.name, error=type(exc).__name__)
+            await asyncio.sleep(self.retry_delay)
+            return None
+        if not msgs:
+            return None
+        # the generation is read after the batch came: a replay records its new one before it re-creates
+        # the consumer, so a batch of the new consumer is never published under the old generation
+        return _Fetched(msgs, parts, asyncio.create_task(self.states.get(self.subscriber.name)))
+
+    async def _give_back(self, msgs: list[Msg]) -> None:
+        # At once (no redelivery delay), with no pull open: redelivered messages come before any newer one,
+        # so the next batch is this one again. With a delayed NAK a newer event could be delivered first,
+        # and acknowledging it (acknowledge-all) would acknowledge this batch unsent.
+        for msg in msgs:
+            with suppress(Exception):
+                await msg.nak()
+
+    async def _write(self, fetched: _Fetched) -> bool:
+        """Publishes one batch and acknowledges it; ``False`` when it must be given back and tried again."""
+        msgs = fetched.msgs
+        try:
+            copies = await fetched.copies()
+            state = await fetched.state
+            generation = int(state["generation"]) if state else 1
+            items: list[Relayed] = []
+            dead = 0
+            for msg, body in zip(msgs, copies, strict=True):
+                seq = stream_sequence(msg)
+                headers = msg.headers or {}
+                if body is None:  # an event this release cannot make safe for the account: never passed on
+                    await self.dead_letters.send(
+                        body=msg.data, original_headers=dict(headers), original_subject=msg.subject,
+                        original_stream=self.topology.events_stream, original_sequence=seq,
+                        consumer=self.subscriber.relay_consumer, deliveries=int(msg.metadata.num_delivered),
+                        reason=f"cannot be made safe for a subscriber with pii {self.subscriber.pii.value} "
+                               "(an event type or version this release does not know)")
+                    dead += 1
+                    continue
+                items.append(Relayed(msg, msg.subject, body, seq, headers.get("Nats-Msg-Id", "")))
+
+            async def keep_alive() -> None:
+                for msg in msgs:
+                    with suppress(Exception):
+                        await msg.in_progress()
+
             await self.sink.deliver(self.subscriber, generation, items, keep_alive)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the whole batch again, in order, after a pause
             log.warning("feed_batch_failed_will_retry", subscriber=self.subscriber.name, error=type(exc).__name__,
                         first_seq=int(msgs[0].metadata.sequence.stream))
-            # Given back at once (no redelivery delay): redelivered messages come before any newer one, so
-            # the next batch is this one again. With a delayed NAK a newer event could be delivered first,
-            # and acknowledging it (acknowledge-all) would acknowledge this batch unsent. The pause is here,
-            # before the next fetch, with no pull request open.
-            for msg in msgs:
-                with suppress(Exception):
-                    await msg.nak()
-            await asyncio.sleep(self.retry_delay)
-            return
-        await msgs[-1].ack_sync()  # acknowledge-all: the batch is done
-        await self.states.progressed(self.subscriber.name, relayed=len(items), dead_lettered=dead,
-                                     last_seq=int(msgs[-1].metadata.sequence.stream))
+            return False
+        await asyncio.gather(
+            msgs[-1].ack_sync(),  # acknowledge-all: the batch is done
+            self.states.progressed(self.subscriber.name, relayed=len(items), dead_lettered=dead,
+                                   last_seq=int(msgs[-1].metadata.sequence.stream)))
+        return True
