@@ -11,8 +11,9 @@ temporary directory (or uses PUSKESOS_NATS_URL / PUSKESOS_MONGO_URL), then:
 2. replays them to a late NATS subscriber (``--pii pseudonymous``) from sequence 1 through the production
    path: the subscribers file, ``Feeds.reconcile`` and ``Feeds.replay`` (``FeedStart(from_seq=1)``), so
    the ``FeedWorker``, ``FeedTransform`` (the ``Pseudonymiser``, in its worker process) and the
-   ``NatsFeedSink`` do the work, until the subscriber's feed holds every copy; then the subscriber reads its feed with a plain nats-py pull
-   consumer as ``examples/nats_subscriber.py`` does (fetch 100, skip a repeated event id, ack each);
+   ``NatsFeedSink`` do the work, until the subscriber's feed holds every copy; then the subscriber reads its
+   feed with a plain nats-py pull consumer as ``examples/nats_subscriber.py`` does (fetch 100, skip a
+   repeated event id, ack each);
 3. the floor from the same run: the same replay for a ``--pii full`` subscriber (no transform, the same
    worker and sink), and a bare copy (fetch a batch, ``publish_async`` each message into a feed, wait for
    the acks, acknowledge the batch: no worker, no state, no transform);
@@ -22,8 +23,9 @@ temporary directory (or uses PUSKESOS_NATS_URL / PUSKESOS_MONGO_URL), then:
    signature and drops a repeated id, as ``examples/webhook_receiver.py``); floor: the same documents
    POSTed one at a time with plain httpx to the same receiver.
 
-Prints events, seconds and events/s of each phase, the CPU seconds of this process and of nats-server in
-each phase, and this process's peak RSS. Issue target: a late subscriber's replay >= 20,000 events/s.
+Prints events, seconds and events/s of each phase, the CPU seconds of this process, of the feeds' transform
+worker process and of nats-server in each phase, how busy the machine was (all cores), and this process's
+peak RSS. Issue target: a late subscriber's replay >= 20,000 events/s.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import hashlib
 import hmac
 import json
 import logging
+import multiprocessing
 import os
 import pstats
 import random
@@ -51,6 +54,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -181,6 +185,17 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children_cpu() -> dict[int, float]:
+    """CPU seconds of each live child process (the feeds' transform workers; spawned, so not forked)."""
+    return {child.pid: _cpu_of(child.pid) for child in multiprocessing.active_children() if child.pid}
+
+
+def _machine() -> tuple[int, int]:
+    """All CPU time of the machine and its idle part, in clock ticks (``/proc/stat``)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(ticks), ticks[3] + ticks[4]
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -192,6 +207,8 @@ class Phase:
     seconds: float
     cpu_self: float
     cpu_nats: float
+    cpu_workers: float
+    busy: float  # the machine's CPU in use, of all its cores
     note: str = ""
 
     @property
@@ -204,17 +221,30 @@ class Phase:
         return self.cpu_self / self.events * 1e6 if self.events else float("nan")
 
 
+@dataclass(frozen=True)
+class Mark:
+    wall: float
+    cpu: float
+    nats: float
+    children: dict[int, float]
+    machine: tuple[int, int]
+
+
 @dataclass
 class Meter:
     nats_pid: int | None
     phases: list[Phase] = field(default_factory=list)
 
-    def start(self) -> tuple[float, float, float]:
-        return time.perf_counter(), time.process_time(), _cpu_of(self.nats_pid) if self.nats_pid else float("nan")
+    def start(self) -> Mark:
+        return Mark(time.perf_counter(), time.process_time(),
+                    _cpu_of(self.nats_pid) if self.nats_pid else float("nan"), _children_cpu(), _machine())
 
-    def stop(self, name: str, events: int, started: tuple[float, float, float], note: str = "") -> Phase:
-        wall, cpu, nats_cpu = self.start()
-        phase = Phase(name, events, wall - started[0], cpu - started[1], nats_cpu - started[2], note)
+    def stop(self, name: str, events: int, started: Mark, note: str = "") -> Phase:
+        now = self.start()
+        workers = sum(cpu - started.children.get(pid, 0.0) for pid, cpu in now.children.items())
+        total, idle = now.machine[0] - started.machine[0], now.machine[1] - started.machine[1]
+        phase = Phase(name, events, now.wall - started.wall, now.cpu - started.cpu, now.nats - started.nats, workers,
+                      1 - idle / total if total else float("nan"), note)
         self.phases.append(phase)
         return phase
 
@@ -273,7 +303,7 @@ class Relay:
     """The notification service's feeds as the service builds them (broker, dead letters, Mongo state)."""
 
     def __init__(self, workdir: Path, nats_url: str, mongo_url: str, topology: Topology, batch: int) -> None:
-        self.topology = topology
+        self.topology, self.nats_url = topology, nats_url
         self.book = SubscriberBook(workdir / "subscribers.json")
         self.secrets = SubscriberSecrets(workdir / "subscriber-secrets.json")
         self.broker = NatsBroker(nats_url, name="puskesos-notification-bench",
@@ -287,7 +317,8 @@ class Relay:
         nc: NatsClient = self.broker.config.connection_state.connection
         dead_letters = DeadLetters(EventPublisher(self.broker, self.topology), "notification")
         db = self.mongo[f"{self.topology.namespace}_notification"]
-        self.feeds = Feeds(nc, db, self.topology, dead_letters, self.settings, HASH_SECRET)
+        reader = await nats.connect(self.nats_url, name="puskesos-notification-bench-feeds")
+        self.feeds = Feeds(nc, reader, db, self.topology, dead_letters, self.settings, HASH_SECRET)
         await self.feeds.create_indexes()
         return self
 
@@ -314,6 +345,11 @@ class Relay:
         return await self.feeds.states.get(subscriber.name) or {}
 
 
+async def relayed(relay: Relay, subscriber: Subscriber) -> int:
+    """What the feed's state says it relayed (written just after a batch is acknowledged)."""
+    return int((await relay.state(subscriber)).get("relayed") or 0)
+
+
 async def feed_messages(js: JetStreamContext, topology: Topology) -> int:
     return int((await js.stream_info(topology.feeds_stream)).state.messages)
 
@@ -336,7 +372,7 @@ async def relay_to_feed(relay: Relay, js: JetStreamContext, subscriber: Subscrib
         if profile is not None:
             profile.disable()
     phase = meter.stop(name, events, started)
-    await asyncio.sleep(0.5)  # the last batch's state update
+    await wait_for_count(partial(relayed, relay, subscriber), events, "the feed's state (relayed count)", console)
     state = await relay.state(subscriber)
     phase.note = (f"feed state: generation {state.get('generation')}, relayed {int(state.get('relayed') or 0):,}, "
                   f"dead-lettered {state.get('dead_lettered')}, last seq {int(state.get('last_seq') or 0):,}")
@@ -520,7 +556,7 @@ async def webhook_phase(relay: Relay, nc: NatsClient, receiver: Receiver, events
         await wait_for_count(accepted, count, "webhook: POSTs accepted", console, interval=0.1)
         service = meter.stop(f"webhook: {count:,} events through the WebhookSink (pseudonymous, one at a time)",
                              count, started)
-        await asyncio.sleep(0.5)
+        await wait_for_count(partial(relayed, relay, subscriber), count, "the feed's state (relayed count)", console)
         state = await relay.state(subscriber)
         after = await receiver.counts(http)
         service.note = (f"relayed {int(state.get('relayed') or 0):,}, dead-lettered {state.get('dead_lettered')}; "
@@ -622,11 +658,12 @@ async def run(args: argparse.Namespace, workdir: Path, nats_handle: ServerHandle
 
 def report(meter: Meter, args: argparse.Namespace, console: Console, receiver_pid: int) -> None:
     table = Table(title=f"feed relay, {args.events:,} events, batch {args.batch}")
-    for column in ("phase", "events", "seconds", "events/s", "CPU s (bench)", "µs CPU/event", "CPU s (nats-server)"):
+    for column in ("phase", "events", "seconds", "events/s", "CPU s (bench)", "µs CPU/event", "CPU s (workers)",
+                   "CPU s (nats-server)", "machine busy"):
         table.add_column(column, justify="left" if column == "phase" else "right")
     for p in meter.phases:
         table.add_row(p.name, f"{p.events:,}", f"{p.seconds:,.1f}", f"{p.rate:,.0f}", f"{p.cpu_self:,.1f}",
-                      f"{p.cpu_us:,.0f}", f"{p.cpu_nats:,.1f}")
+                      f"{p.cpu_us:,.0f}", f"{p.cpu_workers:,.1f}", f"{p.cpu_nats:,.1f}", f"{p.busy:.0%}")
     console.print(table)
     relay, read, full, bare, hook, hook_floor = meter.phases[1:7]
     verdict = "met" if relay.rate >= TARGET else "NOT met"

@@ -85,7 +85,8 @@ class Replica:
         broker = NatsBroker(self.nats_url)
         await broker.connect()
         self.stack.push_async_callback(broker.stop)
-        feeds = Feeds(nc, self.mongo[self.db_name], self.topology,
+        reader: NatsClient = await nats.connect(self.nats_url)  # closed by feeds.close()
+        feeds = Feeds(nc, reader, self.mongo[self.db_name], self.topology,
                       DeadLetters(EventPublisher(broker, self.topology), "notification"), self.settings, HASH_SECRET)
         self.stack.push_async_callback(feeds.close)
         await feeds.reconcile()

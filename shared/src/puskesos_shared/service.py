@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+import nats
 import structlog
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from faststream.security import SASLPlaintext
+from nats.aio.client import Client as NatsClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -81,6 +83,21 @@ class ServiceRuntime:
 Configure = Callable[[ServiceRuntime], Awaitable[None]]
 
 
+#: Every connection of a service process: through a cluster's leader elections and restarts, never give up;
+#: a dead server is left for the next one at once (the wait applies to trying the same server again); a
+#: frozen server (no TCP reset) is noticed by two unanswered pings.
+CONNECTION_OPTIONS: dict[str, Any] = {
+    "max_reconnect_attempts": -1, "reconnect_time_wait": 1, "ping_interval": 10, "max_outstanding_pings": 2,
+}
+
+
+async def connect_nats(settings: ServiceSettings, name: str) -> NatsClient:
+    """A second NATS connection of a service process, with the broker's options: for bulk reading, whose
+    deliveries would otherwise queue in front of the replies the broker's connection waits for."""
+    return await nats.connect(settings.nats_servers, name=f"puskesos-{name}", user=settings.nats_user,
+                              password=settings.nats_password, **CONNECTION_OPTIONS)
+
+
 def build_broker(settings: ServiceSettings, name: str) -> NatsBroker:
     security = (
         SASLPlaintext(username=settings.nats_user, password=settings.nats_password or "")
@@ -94,13 +111,7 @@ def build_broker(settings: ServiceSettings, name: str) -> NatsBroker:
         # FastStream's default broker logger writes plain text to stdout past the masking
         # pipeline; a child of "faststream" goes through it (WARNING and up, see logging.py).
         logger=logging.getLogger("faststream.broker"),
-        # Through a cluster's leader elections and restarts: never give up; a dead server is left for the
-        # next one at once (the wait applies to trying the same server again); a frozen server (no TCP
-        # reset) is noticed by two unanswered pings.
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
-        ping_interval=10,
-        max_outstanding_pings=2,
+        **CONNECTION_OPTIONS,
         graceful_timeout=15.0,
         # every JetStream API call and publish ack (a consumer looked up or created at start-up, an event
         # published): in a cluster it waits for the group's quorum, more than nats-py's 5 s on a loaded machine

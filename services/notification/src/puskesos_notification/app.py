@@ -10,7 +10,7 @@ import structlog
 from fastapi import FastAPI
 from puskesos_shared.messaging import ConsumerPolicy, subscribe_events
 from puskesos_shared.resident_export import serve_export
-from puskesos_shared.service import ServiceRuntime, create_service_app
+from puskesos_shared.service import ServiceRuntime, connect_nats, create_service_app
 
 from .api import router
 from .channels import Channel, LocalFileChannel, TokenBucket, WebhookChannel
@@ -97,8 +97,8 @@ async def configure(runtime: ServiceRuntime) -> None:
     directory = DirectoryService(store, keys)
     register_commands(runtime.broker, runtime.topology, directory)
     serve_export(runtime.broker, runtime.topology, service="notification", handler=export_handler(store, book, keys))
-    feeds = Feeds(runtime.broker.config.connection_state.connection, runtime.db, runtime.topology, runtime.dead_letters,
-                  feed_settings(settings), settings.hash_secret())
+    feeds = Feeds(runtime.broker.config.connection_state.connection, await connect_nats(settings, "notification-feeds"),
+                  runtime.db, runtime.topology, runtime.dead_letters, feed_settings(settings), settings.hash_secret())
     await feeds.create_indexes()
     register_feed_commands(runtime.broker, runtime.topology, feeds)
     runtime.state.update(store=store, contacts=book, directory=directory, channel=channel, deliverer=deliverer,

@@ -53,7 +53,7 @@ class NotificationSettings(ServiceSettings):
     # external subscribers' feeds (``feeds``; ``puskesos subscribers`` edits the local stack's files)
     subscribers_file: Path | None = Field(default=None, description="Declared external subscribers (JSON)")
     subscriber_secrets_file: Path | None = Field(default=None, description="Their webhook signing secrets (0600)")
-    feed_batch: int = Field(default=2000, ge=1, le=5000, description="Events relayed to a NATS feed per batch")
+    feed_batch: int = Field(default=10000, ge=1, le=20000, description="Events relayed to a NATS feed per batch")
     feed_transform_processes: int = Field(
         default=1, ge=0, le=16,
         description="Worker processes that pseudonymise large feed batches (0: in the service's process)")

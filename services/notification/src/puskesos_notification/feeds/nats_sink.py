@@ -28,10 +28,21 @@ GENERATION = "Puskesos-Feed-Generation"
 PII = "Puskesos-Pii"
 
 
+class FeedHeaders:
+    """The headers of one batch's copies (what they share is made once a batch)."""
+
+    def __init__(self, subscriber: Subscriber, generation: int) -> None:
+        self.msg_id = f"{subscriber.name}:{generation}:"
+        self.generation, self.pii = str(generation), subscriber.pii.value
+
+    def __call__(self, item: Relayed) -> dict[str, str]:
+        seq = str(item.sequence)
+        return {"Nats-Msg-Id": self.msg_id + seq, EVENT_ID: item.event_id, SOURCE_SEQ: seq,
+                GENERATION: self.generation, PII: self.pii, "Content-Type": "application/json"}
+
+
 def feed_headers(subscriber: Subscriber, generation: int, item: Relayed) -> dict[str, str]:
-    return {"Nats-Msg-Id": f"{subscriber.name}:{generation}:{item.sequence}", EVENT_ID: item.event_id,
-            SOURCE_SEQ: str(item.sequence), GENERATION: str(generation), PII: subscriber.pii.value,
-            "Content-Type": "application/json"}
+    return FeedHeaders(subscriber, generation)(item)
 
 
 class NatsFeedSink:
@@ -41,6 +52,13 @@ class NatsFeedSink:
 
     async def deliver(self, subscriber: Subscriber, generation: int, items: Sequence[Relayed],
                       keep_alive: Callable[[], Awaitable[None]]) -> None:
-        if items:
-            await self.fast.publish([Outgoing(self.topology.feed_subject(subscriber.name, item.subject), item.body,
-                                              feed_headers(subscriber, generation, item)) for item in items])
+        if not items:
+            return
+        headers, events = FeedHeaders(subscriber, generation), f"{self.topology.namespace}.events."
+        prefix, cut = f"{self.topology.feed_prefix(subscriber.name)}.", len(events)
+        outgoing = []
+        for item in items:
+            if not item.subject.startswith(events):
+                raise ValueError(f"{item.subject!r} is not an event subject of namespace {self.topology.namespace}")
+            outgoing.append(Outgoing(prefix + item.subject[cut:], item.body, headers(item)))
+        await self.fast.publish(outgoing)

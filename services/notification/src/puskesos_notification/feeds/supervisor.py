@@ -49,7 +49,7 @@ _RANK = {PiiLevel.NONE: 0, PiiLevel.PSEUDONYMOUS: 1, PiiLevel.FULL: 2}
 class FeedSettings:
     subscribers_file: Path | None
     secrets_file: Path | None
-    batch: int = 2000
+    batch: int = 10000
     webhook_batch: int = 50
     ack_wait: float = 60.0
     webhook_timeout: float = 10.0
@@ -61,9 +61,13 @@ class FeedSettings:
 
 
 class Feeds:
-    def __init__(self, nc: NatsClient, db: AsyncDatabase[Document], topology: Topology,
+    """Every feed of this replica. ``nc`` is the service's connection (JetStream API, publishing,
+    acknowledgements); ``reader`` a connection of the feeds' own that receives the events they relay
+    (thousands at a time during a replay), closed with them."""
+
+    def __init__(self, nc: NatsClient, reader: NatsClient, db: AsyncDatabase[Document], topology: Topology,
                  dead_letters: DeadLetters, settings: FeedSettings, hash_secret: bytes) -> None:
-        self.nc, self.js = nc, nc.jetstream(timeout=settings.jetstream_timeout)
+        self.nc, self.reader, self.js = nc, reader, nc.jetstream(timeout=settings.jetstream_timeout)
         self.topology, self.dead_letters, self.settings = topology, dead_letters, settings
         self.hash_secret = hash_secret
         self.book = SubscriberBook(settings.subscribers_file) if settings.subscribers_file else None
@@ -94,7 +98,7 @@ class Feeds:
     def _start(self, subscriber: Subscriber) -> None:
         webhook = subscriber.delivery is DeliveryKind.WEBHOOK
         # a NATS feed reads its next batch while it publishes one; a webhook's batch may be retried for hours
-        worker = FeedWorker(self.nc, self.js, self.topology, subscriber,
+        worker = FeedWorker(self.nc, self.reader, self.js, self.topology, subscriber,
                             transform=FeedTransform.of(subscriber.name, subscriber.pii, self.hash_secret),
                             pool=self.pool, sink=self.webhooks if webhook else self.nats, states=self.states,
                             dead_letters=self.dead_letters,
@@ -216,6 +220,8 @@ class Feeds:
         self.running.clear()
         self.pool.close()
         await self.webhooks.close()
+        with suppress(Exception):
+            await self.reader.drain()
 
 
 def parse_since(value: str) -> dt.datetime:

@@ -285,7 +285,8 @@ class FeedWorker:
     holds. A failed batch is given back (with the batches read after it) and tried again.
     """
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext, topology: Topology, subscriber: Subscriber, *,
+    def __init__(self, nc: NatsClient, reader: NatsClient, js: JetStreamContext, topology: Topology,
+                 subscriber: Subscriber, *,
                  transform: FeedTransform, pool: TransformPool, sink: Sink, states: FeedStates,
                  dead_letters: DeadLetters, batch: int, ack_wait: float, depth: int = 1, fetch_timeout: float = 5.0,
                  retry_delay: float = 1.0) -> None:
@@ -293,7 +294,8 @@ class FeedWorker:
         self.transform, self.pool, self.sink, self.states = transform, pool, sink, states
         self.dead_letters, self.depth = dead_letters, depth
         self.batch, self.ack_wait, self.fetch_timeout, self.retry_delay = batch, ack_wait, fetch_timeout, retry_delay
-        self.puller = BatchPuller(nc, topology.events_stream, subscriber.relay_consumer, group=RELAY_GROUP)
+        self.ack_timeout = 5.0
+        self.puller = BatchPuller(reader, topology.events_stream, subscriber.relay_consumer, group=RELAY_GROUP)
         self.chunk = max(1, batch // 8)  # the transform of a batch starts as its first part arrives
 
     async def run(self) -> None:
@@ -390,7 +392,8 @@ class FeedWorker:
                         first_seq=int(msgs[0].metadata.sequence.stream))
             return False
         await asyncio.gather(
-            msgs[-1].ack_sync(),  # acknowledge-all: the batch is done
+            # acknowledge-all: the batch is done (on the service's connection, not behind the next batches)
+            self.nc.request(msgs[-1].reply, b"+ACK", timeout=self.ack_timeout),
             self.states.progressed(self.subscriber.name, relayed=len(items), dead_lettered=dead,
                                    last_seq=int(msgs[-1].metadata.sequence.stream)))
         return True
