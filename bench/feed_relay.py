@@ -10,8 +10,8 @@ temporary directory (or uses PUSKESOS_NATS_URL / PUSKESOS_MONGO_URL), then:
    households, on their own subjects, published with pipelined ``publish_async``; prints the fill rate;
 2. replays them to a late NATS subscriber (``--pii pseudonymous``) from sequence 1 through the production
    path: the subscribers file, ``Feeds.reconcile`` and ``Feeds.replay`` (``FeedStart(from_seq=1)``), so
-   the ``FeedWorker``, ``FeedTransform`` (the ``Pseudonymiser``, in its worker process) and the
-   ``NatsFeedSink`` do the work, until the subscriber's feed holds every copy; then the subscriber reads its
+   the ``FeedWorker`` reads and its worker process (``copier``: the ``Pseudonymiser``, fast-ingest
+   publishing) makes and stores the copies, until the subscriber's feed holds every copy; then the subscriber reads its
    feed with a plain nats-py pull consumer as ``examples/nats_subscriber.py`` does (fetch 100, skip a
    repeated event id, ack each);
 3. the floor from the same run: the same replay for a ``--pii full`` subscriber (no transform, the same
@@ -66,6 +66,7 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from puskesos_notification.feeds.copier import WorkerConnection
 from puskesos_notification.feeds.supervisor import Feeds, FeedSettings
 from puskesos_notification.feeds.transform import FeedTransform
 from puskesos_notification.feeds.webhook import CONTENT_TYPE, cloud_event
@@ -309,7 +310,9 @@ class Relay:
         self.broker = NatsBroker(nats_url, name="puskesos-notification-bench",
                                  logger=logging.getLogger("faststream.broker"), js_options={"timeout": 15.0})
         self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-        self.settings = FeedSettings(subscribers_file=self.book.path, secrets_file=self.secrets.path, batch=batch)
+        worker = WorkerConnection((nats_url,), None, None, "puskesos-notification-bench-worker")
+        self.settings = FeedSettings(subscribers_file=self.book.path, secrets_file=self.secrets.path, batch=batch,
+                                     worker=worker)
         self.feeds: Feeds | None = None
 
     async def __aenter__(self) -> Relay:

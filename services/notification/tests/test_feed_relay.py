@@ -1,5 +1,5 @@
 """The feed relay against real servers (nats-server, the local Mongo engine): a replay through the
-transform processes gives the same copies as the transform in process, in stream order; two replicas
+worker process gives the same copies as the transform in the service's process, in stream order; two replicas
 of the service relay one feed in order, one at a time, and the standby takes over when the pinned one
 stops."""
 
@@ -19,7 +19,8 @@ import pytest_asyncio
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from puskesos_notification.feeds.nats_sink import SOURCE_SEQ
+from puskesos_notification.feeds.copier import WorkerConnection
+from puskesos_notification.feeds.copies import SOURCE_SEQ
 from puskesos_notification.feeds.supervisor import Feeds, FeedSettings
 from puskesos_notification.feeds.transform import FeedTransform
 from puskesos_notification.feeds.worker import FeedStart
@@ -104,9 +105,10 @@ async def replicas(nats_url: str, jetstream: JetStreamContext, topology: Topolog
     book = SubscriberBook(tmp_path / "subscribers.json")
     book.save([SUBSCRIBER])
 
-    def replica(*, batch: int = 1000, processes: int = 1, ack_wait: float = 60.0) -> Replica:
+    def replica(*, batch: int = 1000, worker_process: bool = True, ack_wait: float = 60.0) -> Replica:
+        worker = WorkerConnection((nats_url,), None, None, "pytest-feeds-worker") if worker_process else None
         settings = FeedSettings(subscribers_file=book.path, secrets_file=None, batch=batch, ack_wait=ack_wait,
-                                transform_processes=processes)
+                                worker=worker)
         made.append(Replica(nats_url, mongo_client, f"{db_prefix}_notification", topology, settings))
         return made[-1]
 
@@ -115,11 +117,11 @@ async def replicas(nats_url: str, jetstream: JetStreamContext, topology: Topolog
         await r.stop()
 
 
-async def test_a_replay_through_the_transform_processes_is_in_order_and_as_in_process(
+async def test_a_replay_through_the_worker_process_is_in_order_and_as_in_process(
         replicas: Callable[..., Replica], jetstream: JetStreamContext, topology: Topology) -> None:
     events = 5000
     await publish_events(jetstream, topology, events)
-    feeds = await replicas(batch=1000, processes=1).start()  # parts of 250: run by the worker process
+    feeds = await replicas(batch=1000).start()  # parts of 125, made safe and stored by the worker process
     await feeds.replay(SUBSCRIBER.name, FeedStart(from_seq=1))
 
     async def all_relayed() -> bool:
@@ -137,7 +139,8 @@ async def test_a_replay_through_the_transform_processes_is_in_order_and_as_in_pr
 async def test_two_replicas_relay_one_feed_in_order_and_the_standby_takes_over(
         replicas: Callable[..., Replica], jetstream: JetStreamContext, topology: Topology) -> None:
     # small batches, so the two replicas would interleave if both received; a short pin, for the takeover
-    pinned, standby = replicas(batch=200, processes=0, ack_wait=3.0), replicas(batch=200, processes=0, ack_wait=3.0)
+    pinned = replicas(batch=200, worker_process=False, ack_wait=3.0)
+    standby = replicas(batch=200, worker_process=False, ack_wait=3.0)
     feeds = await pinned.start()
     await feeds.replay(SUBSCRIBER.name, FeedStart(from_seq=1))
     await publish_events(jetstream, topology, 600)

@@ -20,6 +20,7 @@ from .delivery import Deliverer
 from .directory import DirectoryService
 from .domain import ContactKeys, DeliveryRecord
 from .feeds.commands import register_feed_commands
+from .feeds.copier import WorkerConnection
 from .feeds.supervisor import Feeds, FeedSettings
 from .handlers import CONTACT_EVENTS, ContactProjection, Notifier
 from .resident_export import export_handler
@@ -63,7 +64,9 @@ def feed_settings(settings: NotificationSettings) -> FeedSettings:
         webhook_backoff_initial=settings.feed_webhook_backoff_initial_seconds,
         webhook_backoff_max=settings.feed_webhook_backoff_max_seconds,
         webhook_give_up_after=settings.feed_webhook_give_up_seconds,
-        jetstream_timeout=settings.jetstream_timeout_seconds, transform_processes=settings.feed_transform_processes)
+        jetstream_timeout=settings.jetstream_timeout_seconds,
+        worker=WorkerConnection(tuple(settings.nats_servers), settings.nats_user, settings.nats_password,
+                                "puskesos-notification-feeds-worker") if settings.feed_worker_process else None)
 
 
 async def configure(runtime: ServiceRuntime) -> None:

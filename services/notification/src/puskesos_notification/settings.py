@@ -54,9 +54,8 @@ class NotificationSettings(ServiceSettings):
     subscribers_file: Path | None = Field(default=None, description="Declared external subscribers (JSON)")
     subscriber_secrets_file: Path | None = Field(default=None, description="Their webhook signing secrets (0600)")
     feed_batch: int = Field(default=10000, ge=1, le=20000, description="Events relayed to a NATS feed per batch")
-    feed_transform_processes: int = Field(
-        default=1, ge=0, le=16,
-        description="Worker processes that pseudonymise large feed batches (0: in the service's process)")
+    feed_worker_process: bool = Field(
+        default=True, description="NATS feed copies made safe and published by a worker process (false: in this one)")
     feed_webhook_batch: int = Field(default=50, ge=1, le=1000, description="Events per webhook batch (in order)")
     feed_ack_wait_seconds: float = Field(default=60.0, gt=0)
     feed_webhook_timeout_seconds: float = Field(default=10.0, gt=0)

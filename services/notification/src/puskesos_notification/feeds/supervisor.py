@@ -33,8 +33,9 @@ from puskesos_shared.tasks import stop_tasks, supervised
 from puskesos_shared.topology import Topology
 from pymongo.asynchronous.database import AsyncDatabase
 
+from .copier import Copier, WorkerConnection
 from .nats_sink import NatsFeedSink
-from .transform import FeedTransform, TransformPool
+from .transform import FeedTransform
 from .webhook import DeliveryLog, WebhookSink
 from .worker import FeedStart, FeedStates, FeedWorker, delete_consumer
 
@@ -57,7 +58,8 @@ class FeedSettings:
     webhook_backoff_max: float = 10.0
     webhook_give_up_after: float = 24 * 3600.0
     jetstream_timeout: float = 5.0
-    transform_processes: int = 1
+    #: How the NATS feeds' worker process connects (``copier``); ``None``: everything in this process.
+    worker: WorkerConnection | None = None
 
 
 class Feeds:
@@ -79,7 +81,7 @@ class Feeds:
                                     backoff_max=settings.webhook_backoff_max,
                                     give_up_after=settings.webhook_give_up_after)
         self.nats = NatsFeedSink(nc, topology)
-        self.pool = TransformPool(settings.transform_processes)
+        self.copier = Copier(settings.worker) if settings.worker else None
         self.running: dict[str, tuple[Subscriber, asyncio.Task[None]]] = {}
         self._lock = asyncio.Lock()
 
@@ -100,12 +102,13 @@ class Feeds:
         # a NATS feed reads its next batch while it publishes one; a webhook's batch may be retried for hours
         worker = FeedWorker(self.nc, self.reader, self.js, self.topology, subscriber,
                             transform=FeedTransform.of(subscriber.name, subscriber.pii, self.hash_secret),
-                            pool=self.pool, sink=self.webhooks if webhook else self.nats, states=self.states,
+                            copier=None if webhook else self.copier, sink=self.webhooks if webhook else self.nats,
+                            states=self.states,
                             dead_letters=self.dead_letters,
                             batch=self.settings.webhook_batch if webhook else self.settings.batch,
                             depth=1 if webhook else 3, ack_wait=self.settings.ack_wait)
-        if not webhook:
-            self.pool.warm(worker.transform)
+        if not webhook and self.copier is not None:
+            self.copier.warm()
         task = asyncio.create_task(supervised(worker.run, name=f"feed {subscriber.name}"))
         self.running[subscriber.name] = (subscriber, task)
         if webhook:  # ``puskesos dlq redrive`` of its dead letters: POSTed again, same id
@@ -215,10 +218,11 @@ class Feeds:
             await self.close()
 
     async def close(self) -> None:
-        """Stops every feed, then the transform processes and the webhooks' HTTP client."""
+        """Stops every feed, then the worker process, the webhooks' HTTP client and the reading connection."""
         await stop_tasks([task for _, task in self.running.values()])
         self.running.clear()
-        self.pool.close()
+        if self.copier is not None:
+            self.copier.close()
         await self.webhooks.close()
         with suppress(Exception):
             await self.reader.drain()

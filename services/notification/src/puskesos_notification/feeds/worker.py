@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ from puskesos_shared.subscribers import Subscriber
 from puskesos_shared.topology import Topology
 from pymongo.asynchronous.collection import AsyncCollection
 
-from .transform import FeedTransform, TransformPool
+from .copier import Copier, Part
+from .copies import FeedHeaders, FeedSubjects
+from .transform import FeedTransform
 
 log = structlog.get_logger("puskesos.notification.feeds")
 
@@ -198,19 +201,26 @@ async def delete_consumer(js: JetStreamContext, topology: Topology, name: str) -
         await js.delete_consumer(topology.events_stream, name)
 
 
+@dataclass(frozen=True, slots=True)
+class _PartDone:
+    """A part of a batch, done: where it starts in the batch, which of its events could not be made safe,
+    and its copies (``None`` when the worker process stored them itself)."""
+
+    offset: int
+    unsafe: list[int]
+    copies: list[bytes | None] | None
+
+
 @dataclass(slots=True)
 class _Fetched:
-    """A batch read from the consumer: its copies being made, part by part, and the feed's state read."""
+    """A batch read from the consumer, its parts being made safe (and stored, by the worker process)."""
 
     msgs: list[Msg]
-    parts: list[asyncio.Task[list[bytes | None]]]
-    state: asyncio.Task[Document | None]
-
-    async def copies(self) -> list[bytes | None]:
-        return [copy for part in await asyncio.gather(*self.parts) for copy in part]
+    parts: list[asyncio.Task[_PartDone]]
+    generation: int
 
     def abandon(self) -> None:
-        for task in (*self.parts, self.state):
+        for task in self.parts:
             task.cancel()
 
 
@@ -287,16 +297,17 @@ class FeedWorker:
 
     def __init__(self, nc: NatsClient, reader: NatsClient, js: JetStreamContext, topology: Topology,
                  subscriber: Subscriber, *,
-                 transform: FeedTransform, pool: TransformPool, sink: Sink, states: FeedStates,
+                 transform: FeedTransform, copier: Copier | None, sink: Sink, states: FeedStates,
                  dead_letters: DeadLetters, batch: int, ack_wait: float, depth: int = 1, fetch_timeout: float = 5.0,
                  retry_delay: float = 1.0) -> None:
         self.nc, self.js, self.topology, self.subscriber = nc, js, topology, subscriber
-        self.transform, self.pool, self.sink, self.states = transform, pool, sink, states
+        self.transform, self.copier, self.sink, self.states = transform, copier, sink, states
         self.dead_letters, self.depth = dead_letters, depth
         self.batch, self.ack_wait, self.fetch_timeout, self.retry_delay = batch, ack_wait, fetch_timeout, retry_delay
         self.ack_timeout = 5.0
         self.puller = BatchPuller(reader, topology.events_stream, subscriber.relay_consumer, group=RELAY_GROUP)
-        self.chunk = max(1, batch // 8)  # the transform of a batch starts as its first part arrives
+        self.chunk = max(1, batch // 8)  # a batch's first part is made safe (and stored) while the rest arrives
+        self.subjects, self.run_id = FeedSubjects(topology, subscriber), ""
 
     async def run(self) -> None:
         while True:  # a replay re-creates the consumer (maybe on another replica): bind to the new one
@@ -310,7 +321,7 @@ class FeedWorker:
                                  batch=self.batch * self.depth, ack_wait=self.ack_wait)
         await ensure_consumer(self.nc, self.topology, config, pin_timeout=self.ack_wait)
         log.info("feed_started", subscriber=self.subscriber.name, consumer=name, generation=state["generation"])
-        reader = _Reader(self, depth=self.depth)
+        reader = self._reader()
         try:
             while True:
                 current = await reader.next()
@@ -323,30 +334,53 @@ class FeedWorker:
                         batch.abandon()
                         await self._give_back(batch.msgs)
                     await asyncio.sleep(self.retry_delay)
-                    reader = _Reader(self, depth=self.depth)
+                    reader = self._reader()
         except ConsumerGone:
             log.info("feed_consumer_recreated", subscriber=self.subscriber.name)
         finally:
             await reader.stop()
 
-    async def _fetch(self) -> _Fetched | None:
-        parts: list[asyncio.Task[list[bytes | None]]] = []
+    def _reader(self) -> _Reader:
+        self.run_id = uuid.uuid4().hex  # the worker process refuses a run's parts after one failed
+        return _Reader(self, depth=self.depth)
 
-        def transform(msgs: list[Msg]) -> None:  # as they arrive: the pool starts before the batch is complete
-            parts.append(asyncio.create_task(self.pool.run(self.transform, [msg.data for msg in msgs])))
+    async def _fetch(self) -> _Fetched | None:
+        # The generation is read before the pull, since parts are stored as they arrive; a replay records
+        # its new one before it re-creates the consumer, and _write checks it again before acknowledging.
+        state = await self.states.get(self.subscriber.name)
+        generation = int(state["generation"]) if state else 1
+        headers, run = FeedHeaders(self.subscriber, generation), self.run_id
+        parts: list[asyncio.Task[_PartDone]] = []
+        handed = 0
+
+        def hand_on(msgs: list[Msg]) -> None:  # a part, as it arrives
+            nonlocal handed
+            parts.append(asyncio.create_task(self._part(run, headers, handed, msgs)))
+            handed += len(msgs)
 
         try:
             msgs = await self.puller.fetch(self.batch, timeout=self.fetch_timeout, chunk=self.chunk,
-                                           on_chunk=transform)
-        except nats.errors.Error as exc:
+                                           on_chunk=hand_on)
+        except BaseException as exc:
+            for task in parts:  # a part the worker process already stored is a duplicate when sent again
+                task.cancel()
+            if not isinstance(exc, nats.errors.Error):
+                raise
             log.warning("feed_fetch_failed", subscriber=self.subscriber.name, error=type(exc).__name__)
             await asyncio.sleep(self.retry_delay)
             return None
         if not msgs:
             return None
-        # the generation is read after the batch came: a replay records its new one before it re-creates
-        # the consumer, so a batch of the new consumer is never published under the old generation
-        return _Fetched(msgs, parts, asyncio.create_task(self.states.get(self.subscriber.name)))
+        return _Fetched(msgs, parts, generation)
+
+    async def _part(self, run: str, headers: FeedHeaders, offset: int, msgs: list[Msg]) -> _PartDone:
+        if self.copier is not None:
+            events = [(msg.subject, msg.data, stream_sequence(msg), (msg.headers or {}).get("Nats-Msg-Id", ""))
+                      for msg in msgs]
+            unsafe = await self.copier.run(Part(run, self.transform, headers, self.subjects, events))
+            return _PartDone(offset, unsafe, None)
+        copies = self.transform.many([msg.data for msg in msgs])
+        return _PartDone(offset, [i for i, copy in enumerate(copies) if copy is None], copies)
 
     async def _give_back(self, msgs: list[Msg]) -> None:
         # At once (no redelivery delay), with no pull open: redelivered messages come before any newer one,
@@ -357,43 +391,43 @@ class FeedWorker:
                 await msg.nak()
 
     async def _write(self, fetched: _Fetched) -> bool:
-        """Publishes one batch and acknowledges it; ``False`` when it must be given back and tried again."""
+        """Publishes one batch (or waits for the worker process to have stored it) and acknowledges it;
+        ``False`` when it must be given back and tried again."""
         msgs = fetched.msgs
         try:
-            copies = await fetched.copies()
-            state = await fetched.state
-            generation = int(state["generation"]) if state else 1
-            items: list[Relayed] = []
-            dead = 0
-            for msg, body in zip(msgs, copies, strict=True):
-                seq = stream_sequence(msg)
-                headers = msg.headers or {}
-                if body is None:  # an event this release cannot make safe for the account: never passed on
-                    await self.dead_letters.send(
-                        body=msg.data, original_headers=dict(headers), original_subject=msg.subject,
-                        original_stream=self.topology.events_stream, original_sequence=seq,
-                        consumer=self.subscriber.relay_consumer, deliveries=int(msg.metadata.num_delivered),
-                        reason=f"cannot be made safe for a subscriber with pii {self.subscriber.pii.value} "
-                               "(an event type or version this release does not know)")
-                    dead += 1
-                    continue
-                items.append(Relayed(msg, msg.subject, body, seq, headers.get("Nats-Msg-Id", "")))
+            done = await asyncio.gather(*fetched.parts)
+            unsafe = [msgs[part.offset + i] for part in done for i in part.unsafe]
+            if done[0].copies is not None:  # made here: published here, in order
+                copies = [copy for part in done for copy in part.copies or ()]
+                items = [Relayed(msg, msg.subject, copy, stream_sequence(msg),
+                                 (msg.headers or {}).get("Nats-Msg-Id", ""))
+                         for msg, copy in zip(msgs, copies, strict=True) if copy is not None]
 
-            async def keep_alive() -> None:
-                for msg in msgs:
-                    with suppress(Exception):
-                        await msg.in_progress()
+                async def keep_alive() -> None:
+                    for msg in msgs:
+                        with suppress(Exception):
+                            await msg.in_progress()
 
-            await self.sink.deliver(self.subscriber, generation, items, keep_alive)
+                await self.sink.deliver(self.subscriber, fetched.generation, items, keep_alive)
+            for msg in unsafe:  # an event this release cannot make safe for the account: never passed on
+                await self.dead_letters.send(
+                    body=msg.data, original_headers=dict(msg.headers or {}), original_subject=msg.subject,
+                    original_stream=self.topology.events_stream, original_sequence=stream_sequence(msg),
+                    consumer=self.subscriber.relay_consumer, deliveries=int(msg.metadata.num_delivered),
+                    reason=f"cannot be made safe for a subscriber with pii {self.subscriber.pii.value} "
+                           "(an event type or version this release does not know)")
+            state = await self.states.get(self.subscriber.name)
+            if state is not None and int(state["generation"]) != fetched.generation:
+                raise RuntimeError("a replay began a new generation while the batch was relayed")
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the whole batch again, in order, after a pause
             log.warning("feed_batch_failed_will_retry", subscriber=self.subscriber.name, error=type(exc).__name__,
-                        first_seq=int(msgs[0].metadata.sequence.stream))
+                        first_seq=stream_sequence(msgs[0]))
             return False
         await asyncio.gather(
             # acknowledge-all: the batch is done (on the service's connection, not behind the next batches)
             self.nc.request(msgs[-1].reply, b"+ACK", timeout=self.ack_timeout),
-            self.states.progressed(self.subscriber.name, relayed=len(items), dead_lettered=dead,
-                                   last_seq=int(msgs[-1].metadata.sequence.stream)))
+            self.states.progressed(self.subscriber.name, relayed=len(msgs) - len(unsafe), dead_lettered=len(unsafe),
+                                   last_seq=stream_sequence(msgs[-1])))
         return True
