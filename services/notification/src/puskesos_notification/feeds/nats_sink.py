@@ -16,7 +16,7 @@ from puskesos_shared.messaging.fast_ingest import FastIngest, Outgoing
 from puskesos_shared.subscribers import Subscriber
 from puskesos_shared.topology import Topology
 
-from .copies import FeedHeaders, FeedSubjects
+from .copies import FAST_INGEST_FLOW, FAST_INGEST_OUTSTANDING_ACKS, FeedHeaders, FeedSubjects
 from .worker import Relayed
 
 
@@ -27,7 +27,8 @@ def feed_headers(subscriber: Subscriber, generation: int, item: Relayed) -> dict
 class NatsFeedSink:
     def __init__(self, nc: NatsClient, topology: Topology, *, timeout: float = 15.0) -> None:
         self.topology = topology
-        self.fast = FastIngest(nc, timeout=timeout)
+        self.fast = FastIngest(nc, flow=FAST_INGEST_FLOW, max_outstanding_acks=FAST_INGEST_OUTSTANDING_ACKS,
+                               timeout=timeout)
 
     async def deliver(self, subscriber: Subscriber, generation: int, items: Sequence[Relayed],
                       keep_alive: Callable[[], Awaitable[None]]) -> None:

@@ -2,12 +2,17 @@
 
 The notification service owns every outgoing copy of an event for an external subscriber, as it owns
 the messages to residents: a consumer ``nats-<name>`` or ``webhook-<name>`` on ``{NS}_EVENTS`` filtered
-to the subscriber's granted events. Each batch is made safe for the subscriber's account (the
-``Pseudonymiser``) and handed to its sink, then acknowledged at once (acknowledge-all: the last message
-of the batch acknowledges the batch). The consumer lets at most one batch be outstanding
-(``max_ack_pending`` = batch size), so replicas take turns and the order of the stream is kept.
-Batches are read with ``BatchPuller`` (JetStream's pull requests without nats-py's per-message timers:
-a replay reads the whole stream).
+to the subscriber's granted events, acknowledge-all (the last message of a batch acknowledges it).
+
+One replica at a time: the consumer has a ``pinned_client`` priority group (ADR-42, nats-server 2.11+),
+so the server delivers to one pinned replica and keeps the others' pulls waiting; a standby is pinned
+when the pinned replica has not pulled for ``ack_wait``, after its unacknowledged events came back.
+Within the pinned replica, up to ``depth`` batches are outstanding (``max_ack_pending``): a reader task
+reads ahead (``BatchPuller``: JetStream's pull requests on a callback subscription, a third of the cost
+of nats-py's ``fetch``, on a connection of the feeds' own) while the writer finishes the batch before.
+Each batch is made safe for the account (the ``Pseudonymiser``) and stored in order: for a NATS feed
+by the worker process (``copier``), for a webhook by its sink here. A failed batch is given back,
+after the batches read behind it have come, with them, so it comes again before anything newer.
 
 Where a feed starts is kept in the service's database (``feeds`` collection): new events only, a stream
 sequence or a time. A replay (``replay``) records a new start and a new generation, then re-creates the
@@ -35,6 +40,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
+from puskesos_shared.contracts.pseudonymous import PiiLevel
 from puskesos_shared.messaging.dead_letter import DeadLetters
 from puskesos_shared.messaging.pull import JS_API_PREFIX, BatchPuller, ConsumerGone, stream_sequence
 from puskesos_shared.messaging.streams import until_ready
@@ -42,7 +48,7 @@ from puskesos_shared.subscribers import Subscriber
 from puskesos_shared.topology import Topology
 from pymongo.asynchronous.collection import AsyncCollection
 
-from .copier import Copier, Part
+from .copier import Batch, Copier
 from .copies import FeedHeaders, FeedSubjects
 from .transform import FeedTransform
 
@@ -51,6 +57,8 @@ log = structlog.get_logger("puskesos.notification.feeds")
 Document = dict[str, Any]
 #: JetStream's "consumer already exists" (another replica created it first).
 CONSUMER_EXISTS = 10148
+#: Batches waiting in the worker process above which this process makes the next batch's copies.
+COPIER_BACKLOG = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,26 +210,24 @@ async def delete_consumer(js: JetStreamContext, topology: Topology, name: str) -
 
 
 @dataclass(frozen=True, slots=True)
-class _PartDone:
-    """A part of a batch, done: where it starts in the batch, which of its events could not be made safe,
-    and its copies (``None`` when the worker process stored them itself)."""
+class _Copied:
+    """A batch made safe: which of its events could not be, and its copies (``None`` when the worker
+    process stored them itself)."""
 
-    offset: int
     unsafe: list[int]
     copies: list[bytes | None] | None
 
 
 @dataclass(slots=True)
 class _Fetched:
-    """A batch read from the consumer, its parts being made safe (and stored, by the worker process)."""
+    """A batch read from the consumer, being made safe (and stored, by the worker process)."""
 
     msgs: list[Msg]
-    parts: list[asyncio.Task[_PartDone]]
+    copied: asyncio.Task[_Copied]
     generation: int
 
     def abandon(self) -> None:
-        for task in self.parts:
-            task.cancel()
+        self.copied.cancel()
 
 
 class _Reader:
@@ -290,8 +296,8 @@ class _Reader:
 class FeedWorker:
     """Runs one subscriber's feed until cancelled.
 
-    Up to ``depth`` batches are outstanding: the next ones are read and made safe while one is published.
-    Only the pinned replica receives them, and batches are published in order, so the order of the stream
+    Up to ``depth`` batches are outstanding: the next ones are read and made safe while one is stored.
+    Only the pinned replica receives them, and batches are stored in order, so the order of the stream
     holds. A failed batch is given back (with the batches read after it) and tried again.
     """
 
@@ -306,8 +312,8 @@ class FeedWorker:
         self.batch, self.ack_wait, self.fetch_timeout, self.retry_delay = batch, ack_wait, fetch_timeout, retry_delay
         self.ack_timeout = 5.0
         self.puller = BatchPuller(reader, topology.events_stream, subscriber.relay_consumer, group=RELAY_GROUP)
-        self.chunk = max(1, batch // 8)  # a batch's first part is made safe (and stored) while the rest arrives
         self.subjects, self.run_id = FeedSubjects(topology, subscriber), ""
+        self._handed: asyncio.Future[None] | None = None  # the last batch read was handed to the worker process
 
     async def run(self) -> None:
         while True:  # a replay re-creates the consumer (maybe on another replica): bind to the new one
@@ -341,46 +347,54 @@ class FeedWorker:
             await reader.stop()
 
     def _reader(self) -> _Reader:
-        self.run_id = uuid.uuid4().hex  # the worker process refuses a run's parts after one failed
+        self.run_id = uuid.uuid4().hex  # the worker process refuses a run's batches after one failed
         return _Reader(self, depth=self.depth)
 
     async def _fetch(self) -> _Fetched | None:
-        # The generation is read before the pull, since parts are stored as they arrive; a replay records
-        # its new one before it re-creates the consumer, and _write checks it again before acknowledging.
+        # The generation is read before the pull: a replay records its new one before it re-creates the
+        # consumer, and _write reads it again before acknowledging.
         state = await self.states.get(self.subscriber.name)
         generation = int(state["generation"]) if state else 1
-        headers, run = FeedHeaders(self.subscriber, generation), self.run_id
-        parts: list[asyncio.Task[_PartDone]] = []
-        handed = 0
-
-        def hand_on(msgs: list[Msg]) -> None:  # a part, as it arrives
-            nonlocal handed
-            parts.append(asyncio.create_task(self._part(run, headers, handed, msgs)))
-            handed += len(msgs)
-
         try:
-            msgs = await self.puller.fetch(self.batch, timeout=self.fetch_timeout, chunk=self.chunk,
-                                           on_chunk=hand_on)
-        except BaseException as exc:
-            for task in parts:  # a part the worker process already stored is a duplicate when sent again
-                task.cancel()
-            if not isinstance(exc, nats.errors.Error):
-                raise
+            msgs = await self.puller.fetch(self.batch, timeout=self.fetch_timeout)
+        except nats.errors.Error as exc:
             log.warning("feed_fetch_failed", subscriber=self.subscriber.name, error=type(exc).__name__)
             await asyncio.sleep(self.retry_delay)
             return None
         if not msgs:
             return None
-        return _Fetched(msgs, parts, generation)
+        previous, self._handed = self._handed, asyncio.get_running_loop().create_future()
+        copied = asyncio.create_task(self._copy(self.run_id, FeedHeaders(self.subscriber, generation), msgs,
+                                                previous, self._handed))
+        return _Fetched(msgs, copied, generation)
 
-    async def _part(self, run: str, headers: FeedHeaders, offset: int, msgs: list[Msg]) -> _PartDone:
-        if self.copier is not None:
+    async def _copy(self, run: str, headers: FeedHeaders, msgs: list[Msg], previous: asyncio.Future[None] | None,
+                    handed: asyncio.Future[None]) -> _Copied:
+        """Makes the batch's copies: by the worker process, which also stores them, or here (webhooks, no
+        worker process). With a backlog of batches in the worker process, this process makes the copies
+        (in a thread) and the worker process only stores them. Batches are handed over in order: after
+        ``previous`` was, then ``handed`` is set."""
+        try:
+            if self.copier is None:
+                copies = self.transform.many([msg.data for msg in msgs])
+                return _Copied([i for i, copy in enumerate(copies) if copy is None], copies)
+            unsafe: list[int] = []
+            transform: FeedTransform | None = self.transform
             events = [(msg.subject, msg.data, stream_sequence(msg), (msg.headers or {}).get("Nats-Msg-Id", ""))
                       for msg in msgs]
-            unsafe = await self.copier.run(Part(run, self.transform, headers, self.subjects, events))
-            return _PartDone(offset, unsafe, None)
-        copies = self.transform.many([msg.data for msg in msgs])
-        return _PartDone(offset, [i for i, copy in enumerate(copies) if copy is None], copies)
+            if self.copier.in_flight >= COPIER_BACKLOG and self.transform.level is not PiiLevel.FULL:
+                copies = await asyncio.to_thread(self.transform.many, [body for _, body, _, _ in events])
+                unsafe = [i for i, copy in enumerate(copies) if copy is None]
+                events = [(subject, copy, seq, event_id)
+                          for (subject, _, seq, event_id), copy in zip(events, copies, strict=True) if copy is not None]
+                transform = None
+            if previous is not None:
+                await previous
+            stored = self.copier.run(Batch(run, transform, headers, self.subjects, events))
+        finally:
+            if not handed.done():
+                handed.set_result(None)
+        return _Copied(unsafe + await stored, None)  # one of them is empty
 
     async def _give_back(self, msgs: list[Msg]) -> None:
         # At once (no redelivery delay), with no pull open: redelivered messages come before any newer one,
@@ -395,13 +409,12 @@ class FeedWorker:
         ``False`` when it must be given back and tried again."""
         msgs = fetched.msgs
         try:
-            done = await asyncio.gather(*fetched.parts)
-            unsafe = [msgs[part.offset + i] for part in done for i in part.unsafe]
-            if done[0].copies is not None:  # made here: published here, in order
-                copies = [copy for part in done for copy in part.copies or ()]
+            copied = await fetched.copied
+            unsafe = [msgs[i] for i in copied.unsafe]
+            if copied.copies is not None:  # made here: published here, in order
                 items = [Relayed(msg, msg.subject, copy, stream_sequence(msg),
                                  (msg.headers or {}).get("Nats-Msg-Id", ""))
-                         for msg, copy in zip(msgs, copies, strict=True) if copy is not None]
+                         for msg, copy in zip(msgs, copied.copies, strict=True) if copy is not None]
 
                 async def keep_alive() -> None:
                     for msg in msgs:
