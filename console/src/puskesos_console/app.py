@@ -9,6 +9,7 @@ import httpx
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
+from puskesos_shared.http import SecurityHeadersMiddleware
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -17,7 +18,7 @@ from .casework import router as casework_router
 from .client import ApiError, ServiceUnavailable, new_http_client
 from .pages import router
 from .rounds import router as rounds_router
-from .security import SecurityHeadersMiddleware
+from .security import SECURITY_HEADERS, cache_control
 from .settings import ConsoleSettings
 from .web import (
     HERE,
@@ -119,7 +120,7 @@ def create_app(settings: ConsoleSettings, *, transport: httpx.AsyncBaseTransport
     app.add_exception_handler(Exception, unhandled)
     # Starlette sends a 500 from outside every middleware, so the headers go outermost and on the
     # error page as well (the page is rendered by the handler above).
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, headers=SECURITY_HEADERS, cache_control=cache_control)
     return app
 
 

@@ -26,7 +26,6 @@ from puskesos_shared.contracts.primitives import OfficerRole
 from puskesos_shared.http import IPNetwork
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SESSION_COOKIE = "puskesos_session"
 #: Set with the session and kept a day longer: when it is present and the session is not, the session
@@ -133,26 +132,6 @@ def clear_cookie(response: Response, request: Request, trusted: Collection[IPNet
     response.delete_cookie(name, path="/", httponly=True, samesite="strict", secure=is_tls(request, trusted))
 
 
-class SecurityHeadersMiddleware:
-    """The CSP and the usual headers on every response (pages, assets, errors); pages are never cached."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        static = str(scope.get("path", "")).startswith("/static/")
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in SECURITY_HEADERS.items() if k not in present]
-                if b"cache-control" not in present:
-                    headers.append((b"cache-control", b"public, max-age=3600" if static else b"no-store"))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+def cache_control(path: str) -> bytes:
+    """Cache-Control by path: static assets for an hour, pages never (they hold personal data)."""
+    return b"public, max-age=3600" if path.startswith("/static/") else b"no-store"

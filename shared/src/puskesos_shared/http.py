@@ -13,7 +13,7 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -125,19 +125,26 @@ def is_json(content_type: bytes) -> bool:
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    """Adds ``headers`` to every response (errors included) unless the handler set them. ``cache_control``
+    chooses Cache-Control by request path instead (the console caches its static assets, not its pages)."""
+
+    def __init__(self, app: ASGIApp, headers: Mapping[bytes, bytes] = SECURITY_HEADERS,
+                 cache_control: Callable[[str], bytes] | None = None) -> None:
+        self.app, self.headers, self.cache_control = app, headers, cache_control
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        defaults = dict(self.headers)
+        if self.cache_control is not None:
+            defaults[b"cache-control"] = self.cache_control(str(scope.get("path", "")))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                present = {k for k, _ in headers}
-                headers += [(k, v) for k, v in SECURITY_HEADERS.items() if k not in present]
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in defaults.items() if k not in present]
                 message["headers"] = headers
             await send(message)
 
