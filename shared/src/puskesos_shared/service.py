@@ -37,7 +37,7 @@ from .messaging.redrive_service import serve_redrive
 from .messaging.streams import ensure_streams
 from .mongo import Document, Mongo
 from .outbox import OutboxRelay
-from .settings import ServiceSettings
+from .settings import CONNECTION_OPTIONS, ServiceSettings
 from .tasks import stop_tasks, supervised
 from .topology import Topology
 
@@ -81,14 +81,6 @@ class ServiceRuntime:
 
 
 Configure = Callable[[ServiceRuntime], Awaitable[None]]
-
-
-#: Every connection of a service process: through a cluster's leader elections and restarts, never give up;
-#: a dead server is left for the next one at once (the wait applies to trying the same server again); a
-#: frozen server (no TCP reset) is noticed by two unanswered pings.
-CONNECTION_OPTIONS: dict[str, Any] = {
-    "max_reconnect_attempts": -1, "reconnect_time_wait": 1, "ping_interval": 10, "max_outstanding_pings": 2,
-}
 
 
 async def connect_nats(settings: ServiceSettings, name: str) -> NatsClient:

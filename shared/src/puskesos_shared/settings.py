@@ -21,6 +21,14 @@ def nats_servers(urls: str) -> list[str]:
     return [url.strip() for url in urls.split(",") if url.strip()]
 
 
+#: Every NATS connection of a service process: through a cluster's leader elections and restarts, never
+#: give up; a dead server is left for the next one at once (the wait applies to trying the same server
+#: again); a frozen server (no TCP reset) is noticed by two unanswered pings.
+CONNECTION_OPTIONS: dict[str, Any] = {
+    "max_reconnect_attempts": -1, "reconnect_time_wait": 1, "ping_interval": 10, "max_outstanding_pings": 2,
+}
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PUSKESOS_", env_file_encoding="utf-8", extra="ignore")
 

@@ -28,6 +28,7 @@ import nats
 import structlog
 from nats.aio.client import Client as NatsClient
 from puskesos_shared.messaging.fast_ingest import FastIngest, FastIngestError, Outgoing
+from puskesos_shared.settings import CONNECTION_OPTIONS
 
 from .copies import FAST_INGEST_FLOW, FAST_INGEST_OUTSTANDING_ACKS, FeedHeaders, FeedSubjects
 from .transform import FeedTransform
@@ -102,7 +103,7 @@ class _Worker:
         if self.nc is None or self.nc.is_closed:
             c = self.connection
             self.nc = await nats.connect(list(c.servers), name=c.name, user=c.user, password=c.password,
-                                         max_reconnect_attempts=-1, reconnect_time_wait=1)
+                                         **CONNECTION_OPTIONS)
         return self.nc
 
 

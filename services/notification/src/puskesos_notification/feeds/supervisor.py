@@ -100,7 +100,7 @@ class Feeds:
     def _start(self, subscriber: Subscriber) -> None:
         webhook = subscriber.delivery is DeliveryKind.WEBHOOK
         # a NATS feed reads its next batch while it publishes one; a webhook's batch may be retried for hours
-        worker = FeedWorker(self.nc, self.reader, self.js, self.topology, subscriber,
+        worker = FeedWorker(self.nc, self.reader, self.topology, subscriber,
                             transform=FeedTransform.of(subscriber.name, subscriber.pii, self.hash_secret),
                             copier=None if webhook else self.copier, sink=self.webhooks if webhook else self.nats,
                             states=self.states,

@@ -301,12 +301,11 @@ class FeedWorker:
     holds. A failed batch is given back (with the batches read after it) and tried again.
     """
 
-    def __init__(self, nc: NatsClient, reader: NatsClient, js: JetStreamContext, topology: Topology,
-                 subscriber: Subscriber, *,
+    def __init__(self, nc: NatsClient, reader: NatsClient, topology: Topology, subscriber: Subscriber, *,
                  transform: FeedTransform, copier: Copier | None, sink: Sink, states: FeedStates,
                  dead_letters: DeadLetters, batch: int, ack_wait: float, depth: int = 1, fetch_timeout: float = 5.0,
                  retry_delay: float = 1.0) -> None:
-        self.nc, self.js, self.topology, self.subscriber = nc, js, topology, subscriber
+        self.nc, self.topology, self.subscriber = nc, topology, subscriber
         self.transform, self.copier, self.sink, self.states = transform, copier, sink, states
         self.dead_letters, self.depth = dead_letters, depth
         self.batch, self.ack_wait, self.fetch_timeout, self.retry_delay = batch, ack_wait, fetch_timeout, retry_delay
